@@ -1,0 +1,34 @@
+# Thin wrappers over `python -m ...`; every target works on a fresh clone (it installs first).
+PYTHON ?= .venv/bin/python
+DATA ?= data/demo
+SHARDS ?= data/shards
+PAIRS ?= 400
+BEAM_ARGS ?=
+
+.PHONY: install data shards test bench clean
+
+install: .venv/.installed
+
+.venv/.installed: setup.py
+	python3 -m venv .venv
+	.venv/bin/pip install --quiet --upgrade pip
+	.venv/bin/pip install --quiet -e ".[test]"
+	touch $@
+
+data: $(DATA)/tweets.csv
+
+$(DATA)/tweets.csv: | install
+	$(PYTHON) -m pipeline.synthetic --out $(DATA) --pairs $(PAIRS)
+
+shards: data
+	$(PYTHON) -m pipeline.run --csv $(DATA)/tweets.csv --images $(DATA)/images \
+		--vocab $(DATA)/vocab.txt --out $(SHARDS) --overwrite $(BEAM_ARGS)
+
+test: install
+	$(PYTHON) -m pytest -q tests
+
+bench: install
+	$(PYTHON) -m benchmarks.preprocessing --out benchmarks/results.md
+
+clean:
+	rm -rf data build *.egg-info .pytest_cache

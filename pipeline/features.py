@@ -1,0 +1,125 @@
+"""The one definition of a tweet-pair `tf.train.Example`: names, dtypes, shapes, encode, parse.
+
+The Beam writer (`pipeline.transforms`), the tf.data reader (`trainer.reader`) and the serving
+signature (`model.export`) all import this module, so the three cannot drift apart.
+No Beam or TF Hub import here: the trainer and the exported model must not need them.
+
+Fields of one serialized example (every integer in a `tf.train.Example` is int64):
+
+| key | stored as | parsed to |
+|---|---|---|
+| `id_1`, `id_2` | bytes, the 19-digit tweet id as text (never a float) | tf.string [] |
+| `text_1`, `text_2` | bytes, UTF-8 raw tweet text (kept for error analysis) | tf.string [] |
+| `image_1`, `image_2` | bytes, the decoded, RGB, resized image re-encoded as JPEG | uint8 [S, S, 3] |
+| `input_word_ids` | int64 [L], `[CLS] a [SEP] b [SEP]` then padding | int32 [L] |
+| `input_mask` | int64 [L], 1 for real tokens, 0 for padding | int32 [L] |
+| `input_type_ids` | int64 [L], 0 for `[CLS] a [SEP]`, 1 for `b [SEP]` | int32 [L] |
+| `label` | int64 [], index into `LABELS` | int32 [] |
+
+S is the image size and L the sequence length, both recorded in the shards' metadata.json.
+The BERT input names are the ones TF Hub BERT encoders take, so no renaming happens anywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping, Sequence
+
+import tensorflow as tf
+
+LABELS = ("Contradictory", "Implies", "NoEntailment")
+LABEL_INDEX = {name: index for index, name in enumerate(LABELS)}
+
+ID_KEYS = ("id_1", "id_2")
+TEXT_KEYS = ("text_1", "text_2")
+IMAGE_KEYS = ("image_1", "image_2")
+TOKEN_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
+LABEL_KEY = "label"
+
+SPLITS = ("train", "val", "test")
+SHARD_SUFFIX = ".tfrecord.gz"
+COMPRESSION = "GZIP"
+METADATA_FILE = "metadata.json"
+STORAGE_JPEG_QUALITY = 95
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    """The two sizes every shard, reader and model input must agree on.
+
+    Attributes:
+      image_size: Side of the square RGB images stored in the shards (pixels).
+      seq_length: Length of the packed BERT inputs, padding included.
+    """
+
+    image_size: int = 128
+    seq_length: int = 128
+
+
+def example_spec(shape: Shape) -> dict[str, tf.io.FixedLenFeature]:
+    """The parse spec of a serialized example (what is on disk)."""
+    spec = {key: tf.io.FixedLenFeature([], tf.string) for key in ID_KEYS + TEXT_KEYS + IMAGE_KEYS}
+    spec.update({key: tf.io.FixedLenFeature([shape.seq_length], tf.int64) for key in TOKEN_KEYS})
+    spec[LABEL_KEY] = tf.io.FixedLenFeature([], tf.int64)
+    return spec
+
+
+def model_input_specs(shape: Shape) -> dict[str, tf.TensorSpec]:
+    """Per-example specs of the model's inputs (behind `keras.Input` and the reader's shapes)."""
+    specs = {
+        key: tf.TensorSpec([shape.image_size, shape.image_size, 3], tf.uint8, name=key)
+        for key in IMAGE_KEYS
+    }
+    specs.update({key: tf.TensorSpec([shape.seq_length], tf.int32, name=key) for key in TOKEN_KEYS})
+    return specs
+
+
+def _bytes_feature(value: bytes) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def _int64_feature(values: Sequence[int]) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
+
+
+def to_example(
+    ids: Sequence[str],
+    texts: Sequence[str],
+    encoded_images: Sequence[bytes],
+    tokens: Mapping[str, Sequence[int]],
+    label: int,
+    shape: Shape,
+) -> tf.train.Example:
+    """Builds one example; checks lengths so a wrong sequence length fails here, not in training."""
+    if not 0 <= label < len(LABELS):
+        raise ValueError(f"label index {label} is outside 0..{len(LABELS) - 1}")
+    feature = {}
+    for key, value in zip(ID_KEYS, ids, strict=True):
+        feature[key] = _bytes_feature(str(value).encode("utf-8"))
+    for key, value in zip(TEXT_KEYS, texts, strict=True):
+        feature[key] = _bytes_feature(value.encode("utf-8"))
+    for key, value in zip(IMAGE_KEYS, encoded_images, strict=True):
+        feature[key] = _bytes_feature(bytes(value))
+    for key in TOKEN_KEYS:
+        values = list(tokens[key])
+        if len(values) != shape.seq_length:
+            raise ValueError(f"{key} has length {len(values)}, expected {shape.seq_length}")
+        feature[key] = _int64_feature(values)
+    feature[LABEL_KEY] = _int64_feature([label])
+    return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+def parse(serialized: tf.Tensor, shape: Shape) -> dict[str, tf.Tensor]:
+    """Parses one serialized example into tensors (see the module docstring for keys).
+
+    Images come back decoded as uint8 [S, S, 3] with static shapes; integers as int32.
+    """
+    raw = tf.io.parse_single_example(serialized, example_spec(shape))
+    parsed = {key: raw[key] for key in ID_KEYS + TEXT_KEYS}
+    for key in IMAGE_KEYS:
+        image = tf.io.decode_jpeg(raw[key], channels=3)
+        image.set_shape([shape.image_size, shape.image_size, 3])
+        parsed[key] = image
+    for key in TOKEN_KEYS + (LABEL_KEY,):
+        parsed[key] = tf.cast(raw[key], tf.int32)
+    return parsed

@@ -1,0 +1,432 @@
+"""The Beam job's composite transforms: CSV → records → examples → splits → shards + metadata.
+
+Each stage has a label and a rejected side output; `run.py` only wires flags to `BuildShards`.
+Tests drive the composites on literal rows with `TestPipeline`.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import sys
+import time
+from typing import Iterable
+
+import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from pipeline import __version__, features, rows
+from pipeline.preprocess import DEFAULT_MAX_PIXELS, TokenizerSource
+
+REJECTED = "rejected"
+PROGRESS_SECONDS = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class JobSettings:
+    """Everything the workers need; frozen and picklable (tokenizers load in `setup`).
+
+    Attributes:
+      images_dir: Folder (local or gs://) holding `<id>.<ext>` image files.
+      out_dir: Output folder for shards, metadata.json and rejected.jsonl.
+      shape: Image size and sequence length of the written examples.
+      tokenizer: Vocabulary source; must match the text encoder that will be trained.
+      max_pixels: Images whose header announces more pixels are rejected before decoding.
+      jpeg_quality: Quality of the JPEG re-encoding of the resized images in the shards.
+      test_fraction: Share of each label's pairs that go to test.
+      val_fraction: Share of each label's remaining pairs that go to val.
+      seed: Seed of the split hash; same seed and rows ⇒ same splits anywhere.
+      train_shards: Number of train shard files (≥ number of training workers).
+      eval_shards: Number of val and of test shard files.
+      csv_sha256: Digest of the input CSV, recorded in metadata.json.
+      vocab_fingerprint: The tokenizer's fingerprint, computed once by the driver.
+    """
+
+    images_dir: str
+    out_dir: str
+    shape: features.Shape = features.Shape()
+    tokenizer: TokenizerSource = TokenizerSource()
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    jpeg_quality: int = features.STORAGE_JPEG_QUALITY
+    test_fraction: float = 0.1
+    val_fraction: float = 0.05
+    seed: int = 0
+    train_shards: int = 4
+    eval_shards: int = 1
+    csv_sha256: str = ""
+    vocab_fingerprint: str = ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading and validating rows.
+# ---------------------------------------------------------------------------------------------
+
+
+def read_csv_rows(path: str) -> Iterable[tuple[int, dict]]:
+    """(row_number, row) for every data row; quoted newlines, emoji and RTL text survive."""
+    with FileSystems.open(path) as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+        for row_number, row in enumerate(csv.DictReader(text), start=1):
+            # Extra cells beyond the header land under the key None; keep them visible.
+            if None in row:
+                row["_extra"] = row.pop(None)
+            yield row_number, {key: ("" if value is None else value) for key, value in row.items()}
+
+
+class ParseRows(beam.PTransform):
+    """(row_number, row) → `Record`; invalid rows → `rejected` as `Rejection`."""
+
+    def expand(self, numbered_rows):
+        def parse(item):
+            result = rows.parse_row(*item)
+            if isinstance(result, rows.Rejection):
+                Metrics.counter("rows", "rejected_" + result.reason).inc()
+                yield beam.pvalue.TaggedOutput(REJECTED, result)
+            else:
+                yield result
+
+        return numbered_rows | "Validate" >> beam.FlatMap(parse).with_outputs(REJECTED, main="records")
+
+
+class DropDuplicatePairs(beam.PTransform):
+    """Keeps the first row of each (id_1, id_2); later copies → `rejected` (duplicate_pair)."""
+
+    def expand(self, records):
+        def first_wins(item):
+            _, group = item
+            ordered = sorted(group, key=lambda record: record.row_number)
+            yield ordered[0]
+            for record in ordered[1:]:
+                message = f"pair {record.pair_key} already appears in row {ordered[0].row_number}"
+                yield beam.pvalue.TaggedOutput(REJECTED, rows.Rejection.of(record, "duplicate_pair", message))
+
+        return (
+            records
+            | "KeyByPair" >> beam.Map(lambda record: (record.pair_key, record))
+            | "GroupByPair" >> beam.GroupByKey()
+            | "FirstWins" >> beam.FlatMap(first_wins).with_outputs(REJECTED, main="records")
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Images and text → serialized examples.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Encoded:
+    """A written example and what the split and the metadata need to know about it."""
+
+    pair_key: str
+    label: int
+    serialized: bytes
+    image_digest: int
+
+
+class _Progress:
+    """Logs rows done and rows/s from a worker every few seconds."""
+
+    def __init__(self, what: str):
+        self._what = what
+        self._count = 0
+        self._started = self._last = time.monotonic()
+
+    def tick(self):
+        self._count += 1
+        now = time.monotonic()
+        if now - self._last >= PROGRESS_SECONDS:
+            self._last = now
+            rate = self._count / (now - self._started)
+            # Printed, not logged: worker logging is quiet by default and stderr reaches the console
+            # on the DirectRunner and the worker logs on Dataflow.
+            print(f"{self._what} (worker {os.getpid()}): {self._count} rows, {rate:.1f} rows/s", file=sys.stderr, flush=True)
+
+
+class PreprocessFn(beam.DoFn):
+    """`Record` → `Encoded` (decode, resize, re-encode both images; pack the text pair)."""
+
+    def __init__(self, settings: JobSettings):
+        self._settings = settings
+
+    def setup(self):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import tensorflow as tf
+
+        from pipeline import preprocess
+
+        shape, quality, max_pixels = self._settings.shape, self._settings.jpeg_quality, self._settings.max_pixels
+        self._tf = tf
+        self._tokenizer = self._settings.tokenizer.load(shape.seq_length)
+
+        @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+        def dimensions(data):
+            return preprocess.image_dimensions(data)
+
+        @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+        def resize_and_store(data):
+            image = preprocess.decode_image(data, shape.image_size, max_pixels)
+            return preprocess.encode_for_storage(image, quality)
+
+        self._dimensions, self._resize_and_store = dimensions, resize_and_store
+        self._progress = _Progress("preprocess")
+        images_dir = self._settings.images_dir
+        self._local_root = None if "://" in images_dir else os.path.realpath(images_dir)
+
+    def _read(self, record: rows.Record, name: str) -> bytes:
+        path = FileSystems.join(self._settings.images_dir, name)
+        if self._local_root is not None:
+            real = os.path.realpath(path)
+            if not real.startswith(self._local_root + os.sep):
+                raise rows.RowError("path_traversal", f"{name} resolves outside the images folder")
+        if not FileSystems.exists(path):
+            raise rows.RowError("missing_image", f"no image file {path}")
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            data = handle.read()
+        if not data:
+            raise rows.RowError("empty_image", f"image file {path} is empty")
+        return data
+
+    def _store(self, data: bytes, name: str) -> bytes:
+        errors = self._tf.errors
+        try:
+            height, width = (int(v) for v in self._dimensions(data).numpy())
+        except errors.InvalidArgumentError as error:
+            raise rows.RowError("undecodable_image", f"{name}: {error.message.splitlines()[0]}") from None
+        if height * width > self._settings.max_pixels:
+            raise rows.RowError(
+                "image_too_large",
+                f"{name} is {width}x{height} = {height * width} pixels, above {self._settings.max_pixels}",
+            )
+        try:
+            return self._resize_and_store(data).numpy()
+        except errors.InvalidArgumentError as error:
+            message = error.message.strip().splitlines()[0]
+            reason = "image_too_large" if "too many pixels" in message else "undecodable_image"
+            raise rows.RowError(reason, f"{name}: {message}") from None
+
+    def process(self, record: rows.Record):
+        self._progress.tick()
+        try:
+            stored, digest = [], 0
+            for name in record.image_files:
+                data = self._read(record, name)
+                digest ^= int.from_bytes(hashlib.sha256(data).digest()[:8], "big")
+                stored.append(self._store(data, name))
+        except rows.RowError as error:
+            Metrics.counter("rows", "rejected_" + error.reason).inc()
+            yield beam.pvalue.TaggedOutput(REJECTED, rows.Rejection.of(record, error.reason, str(error)))
+            return
+        tokens = self._tokenizer(self._tf.constant([record.texts[0]]), self._tf.constant([record.texts[1]]))
+        tokens = {key: value.numpy()[0] for key, value in tokens.items()}
+        example = features.to_example(record.ids, record.texts, stored, tokens, record.label, self._settings.shape)
+        Metrics.counter("rows", "written").inc()
+        yield Encoded(record.pair_key, record.label, example.SerializeToString(deterministic=True), digest)
+
+
+# ---------------------------------------------------------------------------------------------
+# Splits.
+# ---------------------------------------------------------------------------------------------
+
+
+class AssignSplits(beam.PTransform):
+    """`Encoded` → (split, Encoded): stratified by label, exact and deterministic."""
+
+    def __init__(self, test_fraction: float, val_fraction: float, seed: int):
+        super().__init__()
+        self._test, self._val, self._seed = test_fraction, val_fraction, seed
+
+    def expand(self, encoded):
+        def split_label(item):
+            _, keys = item
+            return rows.assign_splits(list(keys), self._test, self._val, self._seed).items()
+
+        split_of = (
+            encoded
+            | "KeyByLabel" >> beam.Map(lambda e: (e.label, e.pair_key))
+            | "GroupByLabel" >> beam.GroupByKey()
+            | "SplitEachLabel" >> beam.FlatMap(split_label)
+        )
+        by_key = encoded | "KeyByPairKey" >> beam.Map(lambda e: (e.pair_key, e))
+        return (
+            {"split": split_of, "example": by_key}
+            | "Join" >> beam.CoGroupByKey()
+            | "Attach" >> beam.Map(lambda item: (item[1]["split"][0], item[1]["example"][0]))
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole job.
+# ---------------------------------------------------------------------------------------------
+
+
+def class_weights(train_counts: dict[int, int]) -> dict[str, float]:
+    """n / (classes · n_c) per label (scikit-learn's 'balanced'); 0 for a label absent from train."""
+    total = sum(train_counts.values())
+    return {
+        name: (total / (len(features.LABELS) * train_counts[index]) if train_counts.get(index) else 0.0)
+        for index, name in enumerate(features.LABELS)
+    }
+
+
+def build_metadata(settings: JobSettings, rows_read: int, written: list, rejected: list, image_digest: int) -> dict:
+    """The metadata.json contents from the job's counts (pure function, tested directly)."""
+    counts = {split: {name: 0 for name in features.LABELS} for split in features.SPLITS}
+    for (split, label), count in written:
+        counts[split][features.LABELS[label]] += count
+    train_counts = {index: counts["train"][name] for index, name in enumerate(features.LABELS)}
+    rejected_by_reason = dict(sorted(rejected))
+    examples_written = sum(count for _, count in written)
+    return {
+        "tool": "multimodal-entailment pipeline",
+        "version": __version__,
+        "labels": list(features.LABELS),
+        "image_size": settings.shape.image_size,
+        "seq_length": settings.shape.seq_length,
+        "image_storage": f"jpeg q{settings.jpeg_quality}",
+        "vocab_fingerprint": settings.vocab_fingerprint,
+        "tokenizer": (
+            {"vocab_size": len(settings.tokenizer.vocab), "lowercase": settings.tokenizer.lowercase}
+            if settings.tokenizer.vocab is not None
+            else {"hub_handle": settings.tokenizer.hub_handle}
+        ),
+        "splits": {
+            "test_fraction": settings.test_fraction,
+            "val_fraction": settings.val_fraction,
+            "seed": settings.seed,
+        },
+        "shards": {
+            split: f"{split}-*-of-{settings.train_shards if split == 'train' else settings.eval_shards:05d}{features.SHARD_SUFFIX}"
+            for split in features.SPLITS
+        },
+        "counts": {split: {"total": sum(c.values()), **c} for split, c in counts.items()},
+        "class_weights": class_weights(train_counts),
+        "rows_read": rows_read,
+        "examples_written": examples_written,
+        "rows_rejected": sum(rejected_by_reason.values()),
+        "rejected_by_reason": rejected_by_reason,
+        "source_fingerprint": {"csv_sha256": settings.csv_sha256, "images_xor_sha256": f"{image_digest:016x}"},
+    }
+
+
+def _write_metadata(_, settings: JobSettings, rows_read, written, rejected, image_digest):
+    metadata = build_metadata(settings, rows_read, written, rejected, image_digest)
+    path = FileSystems.join(settings.out_dir, features.METADATA_FILE)
+    with FileSystems.create(path, mime_type="application/json") as handle:
+        handle.write(json.dumps(metadata, indent=2, ensure_ascii=False).encode("utf-8"))
+    return path
+
+
+class _XorCombine(beam.CombineFn):
+    """Order-independent digest of all image bytes read (same on any runner)."""
+
+    def create_accumulator(self):
+        return 0
+
+    def add_input(self, accumulator, value):
+        return accumulator ^ value
+
+    def merge_accumulators(self, accumulators):
+        result = 0
+        for value in accumulators:
+            result ^= value
+        return result
+
+    def extract_output(self, accumulator):
+        return accumulator
+
+
+class BuildShards(beam.PTransform):
+    """CSV path → shards per split, rejected.jsonl and metadata.json under settings.out_dir."""
+
+    def __init__(self, csv_path: str, settings: JobSettings):
+        super().__init__()
+        self._csv_path, self._settings = csv_path, settings
+
+    def expand(self, pipeline):
+        settings = self._settings
+        numbered_rows = (
+            pipeline
+            | "CsvPath" >> beam.Create([self._csv_path])
+            | "ReadCsv" >> beam.FlatMap(read_csv_rows)
+            | "Spread" >> beam.Reshuffle()
+        )
+        parsed = numbered_rows | "ParseRows" >> ParseRows()
+        unique = parsed.records | "DropDuplicatePairs" >> DropDuplicatePairs()
+        encoded = unique.records | "Preprocess" >> beam.ParDo(PreprocessFn(settings)).with_outputs(
+            REJECTED, main="examples"
+        )
+        split_examples = encoded.examples | "AssignSplits" >> AssignSplits(
+            settings.test_fraction, settings.val_fraction, settings.seed
+        )
+
+        by_split = split_examples | "BySplit" >> beam.Partition(
+            lambda item, _: features.SPLITS.index(item[0]), len(features.SPLITS)
+        )
+        for split, examples in zip(features.SPLITS, by_split):
+            _ = (
+                examples
+                | f"Serialize{split}" >> beam.Map(lambda item: item[1].serialized)
+                | f"Write{split}"
+                >> beam.io.WriteToTFRecord(
+                    FileSystems.join(settings.out_dir, split),
+                    file_name_suffix=features.SHARD_SUFFIX,
+                    num_shards=settings.train_shards if split == "train" else settings.eval_shards,
+                    compression_type=CompressionTypes.GZIP,
+                )
+            )
+
+        rejected = (
+            parsed[REJECTED],
+            unique[REJECTED],
+            encoded[REJECTED],
+        ) | "AllRejected" >> beam.Flatten()
+        _ = (
+            rejected
+            | "RejectedJson" >> beam.Map(lambda r: json.dumps(r.to_json_dict(), ensure_ascii=False, sort_keys=True))
+            | "WriteRejected"
+            >> beam.io.WriteToText(
+                FileSystems.join(settings.out_dir, "rejected"),
+                file_name_suffix=".jsonl",
+                num_shards=1,
+                shard_name_template="",
+            )
+        )
+
+        rows_read = numbered_rows | "CountRows" >> beam.combiners.Count.Globally()
+        written = (
+            split_examples
+            | "SplitLabel" >> beam.Map(lambda item: ((item[0], item[1].label), 1))
+            | "CountWritten" >> beam.CombinePerKey(sum)
+            | "WrittenList" >> beam.combiners.ToList()
+        )
+        rejected_counts = (
+            rejected
+            | "Reason" >> beam.Map(lambda r: (r.reason, 1))
+            | "CountRejected" >> beam.CombinePerKey(sum)
+            | "RejectedList" >> beam.combiners.ToList()
+        )
+        image_digest = (
+            encoded.examples
+            | "Digest" >> beam.Map(lambda e: e.image_digest)
+            | "XorDigests" >> beam.CombineGlobally(_XorCombine())
+        )
+        as_single = beam.pvalue.AsSingleton
+        return (
+            pipeline
+            | "MetadataTrigger" >> beam.Create([None])
+            | "WriteMetadata"
+            >> beam.Map(
+                _write_metadata,
+                settings,
+                as_single(rows_read),
+                as_single(written),
+                as_single(rejected_counts),
+                as_single(image_digest),
+            )
+        )

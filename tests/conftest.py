@@ -1,0 +1,130 @@
+"""Shared fixtures: a tiny synthetic data set (small images) with every kind of bad row added."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import struct
+import zlib
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from pipeline import rows, synthetic  # noqa: E402
+
+GOOD_PAIRS = 40
+IMAGE_SIZE = 32
+SEQ_LENGTH = 24
+
+
+def jpeg_bytes(width: int = 64, height: int = 48, seed: int = 0) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def png_bomb_bytes(width: int = 30000, height: int = 30000) -> bytes:
+    """A tiny PNG whose header claims a huge size (a decompression bomb's calling card)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+# (reason expected, how the row is broken) for each bad row the fixture adds.
+BAD_ROW_REASONS = (
+    "missing_image",
+    "empty_image",
+    "undecodable_image",  # truncated JPEG
+    "undecodable_image",  # garbage bytes
+    "unknown_label",
+    "empty_text",
+    "bad_id",
+    "path_traversal",  # "../" in the URL
+    "path_traversal",  # a symlink out of the images folder
+    "image_too_large",
+    "duplicate_pair",
+)
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory):
+    """Synthetic CSV (GOOD_PAIRS good rows + one bad row per BAD_ROW_REASONS), images, vocab."""
+    root = tmp_path_factory.mktemp("data")
+    synthetic.generate(str(root), GOOD_PAIRS, seed=7, ratios=(1, 1, 2), min_side=40, max_side=96)
+    images = root / "images"
+    with open(root / "tweets.csv", newline="", encoding="utf-8") as handle:
+        good = list(csv.DictReader(handle))
+    template = dict(good[0])
+    bad = []
+
+    def add(id_1: str, **changes):
+        row = {**template, "id_1": id_1, "image_1": f"http://pbs.twimg.com/media/x{id_1}.jpg", **changes}
+        bad.append(row)
+        return row
+
+    add("9000000000000000001")  # missing_image: no file written.
+    (images / "9000000000000000002.jpg").write_bytes(b"")
+    add("9000000000000000002")
+    (images / "9000000000000000003.jpg").write_bytes(jpeg_bytes()[:300])
+    add("9000000000000000003")
+    (images / "9000000000000000004.jpg").write_bytes(os.urandom(2000))
+    add("9000000000000000004")
+    (images / "9000000000000000005.jpg").write_bytes(jpeg_bytes())
+    add("9000000000000000005", label="Maybe")
+    (images / "9000000000000000006.jpg").write_bytes(jpeg_bytes())
+    add("9000000000000000006", text_2="  \n ")
+    add("12ab")
+    add("9000000000000000008", image_1="http://pbs.twimg.com/media/../../../etc/passwd.jpg")
+    outside = root / "outside.jpg"
+    outside.write_bytes(jpeg_bytes())
+    os.symlink(outside, images / "9000000000000000009.jpg")
+    add("9000000000000000009")
+    (images / "9000000000000000010.png").write_bytes(png_bomb_bytes())
+    add("9000000000000000010", image_1="http://pbs.twimg.com/media/bomb.png")
+    bad.append(dict(good[1]))  # duplicate_pair
+    assert len(bad) == len(BAD_ROW_REASONS)
+
+    with open(root / "mixed.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows.CSV_COLUMNS))
+        writer.writeheader()
+        writer.writerows(good + bad)
+    return {
+        "root": root,
+        "good_csv": root / "tweets.csv",
+        "mixed_csv": root / "mixed.csv",
+        "images": images,
+        "vocab": root / "vocab.txt",
+        "good_rows": good,
+        "bad_rows": bad,
+    }
+
+
+def job_args(dataset, out, csv_key="mixed_csv", extra=()):
+    return [
+        "--csv", str(dataset[csv_key]),
+        "--images", str(dataset["images"]),
+        "--vocab", str(dataset["vocab"]),
+        "--out", str(out),
+        "--image-size", str(IMAGE_SIZE),
+        "--seq-length", str(SEQ_LENGTH),
+        "--train-shards", "2",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="session")
+def shards(dataset, tmp_path_factory):
+    """One in-process DirectRunner run over the mixed CSV; returns (out_dir, metadata)."""
+    from pipeline import run
+
+    out = tmp_path_factory.mktemp("shards")
+    metadata = run.run(job_args(dataset, out, extra=["--direct_num_workers=1", "--direct_running_mode=in_memory"]))
+    return out, metadata

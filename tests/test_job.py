@@ -1,0 +1,168 @@
+"""The whole Beam job: round trip, rejections, reconciliation, determinism and CLI errors."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipeline import features, preprocess, rows, run
+from tests.conftest import BAD_ROW_REASONS, GOOD_PAIRS, IMAGE_SIZE, SEQ_LENGTH, job_args
+
+SHAPE = features.Shape(IMAGE_SIZE, SEQ_LENGTH)
+
+
+def read_split(out, split):
+    files = sorted(glob.glob(os.path.join(out, f"{split}-*-of-*{features.SHARD_SUFFIX}")))
+    dataset = tf.data.TFRecordDataset(files, compression_type=features.COMPRESSION)
+    return [features.parse(serialized, SHAPE) for serialized in dataset]
+
+
+def read_all(out):
+    return {split: read_split(out, split) for split in features.SPLITS}
+
+
+def test_counts_reconcile_and_files_are_named_per_split(shards):
+    out, metadata = shards
+    total = GOOD_PAIRS + len(BAD_ROW_REASONS)
+    assert metadata["rows_read"] == total
+    assert metadata["examples_written"] == GOOD_PAIRS
+    assert metadata["rows_rejected"] == len(BAD_ROW_REASONS)
+    names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(out, "*.tfrecord.gz")))
+    assert names == [
+        "test-00000-of-00001.tfrecord.gz",
+        "train-00000-of-00002.tfrecord.gz",
+        "train-00001-of-00002.tfrecord.gz",
+        "val-00000-of-00001.tfrecord.gz",
+    ]
+    examples = read_all(out)
+    for split in features.SPLITS:
+        counted = Counter(features.LABELS[int(e["label"])] for e in examples[split])
+        assert metadata["counts"][split] == {"total": len(examples[split]), **{n: counted[n] for n in features.LABELS}}
+    assert metadata["image_size"] == IMAGE_SIZE and metadata["seq_length"] == SEQ_LENGTH
+    assert metadata["vocab_fingerprint"].startswith("sha256:") and metadata["source_fingerprint"]["csv_sha256"]
+
+
+def test_every_bad_row_is_rejected_with_its_reason(shards, dataset):
+    out, metadata = shards
+    with open(os.path.join(out, "rejected.jsonl"), encoding="utf-8") as handle:
+        rejected = [json.loads(line) for line in handle]
+    assert Counter(r["reason"] for r in rejected) == Counter(BAD_ROW_REASONS)
+    assert metadata["rejected_by_reason"] == dict(Counter(BAD_ROW_REASONS))
+    by_row = {r["row_number"]: r for r in rejected}
+    for offset, reason in enumerate(BAD_ROW_REASONS):
+        entry = by_row[GOOD_PAIRS + 1 + offset]
+        assert entry["reason"] == reason and entry["message"]
+        assert entry["row"] == dataset["bad_rows"][offset]  # Original fields kept as read.
+
+
+def test_round_trip_matches_direct_preprocessing(shards, dataset):
+    """Shards hold exactly what preprocessing the same rows directly gives."""
+    out, _ = shards
+    tokenizer = preprocess.PairTokenizer(preprocess.read_vocab(str(dataset["vocab"])), True, SEQ_LENGTH)
+    by_ids = {}
+    for split, examples in read_all(out).items():
+        for example in examples:
+            by_ids[(example["id_1"].numpy().decode(), example["id_2"].numpy().decode())] = (split, example)
+    assert len(by_ids) == GOOD_PAIRS
+    worst_pixel_error = 0.0
+    for number, row in enumerate(dataset["good_rows"], start=1):
+        record = rows.parse_row(number, row)
+        split, example = by_ids[record.ids]
+        assert int(example["label"]) == record.label  # Labels stay with their pair.
+        assert [example[k].numpy().decode() for k in features.TEXT_KEYS] == list(record.texts)
+        tokens = tokenizer(tf.constant([record.texts[0]]), tf.constant([record.texts[1]]))
+        for key in features.TOKEN_KEYS:
+            np.testing.assert_array_equal(example[key].numpy(), tokens[key].numpy()[0])
+        for key, name in zip(features.IMAGE_KEYS, record.image_files):
+            data = (dataset["images"] / name).read_bytes()
+            direct = preprocess.decode_image(tf.constant(data), IMAGE_SIZE).numpy().astype(float)
+            stored = example[key].numpy().astype(float)
+            assert stored.shape == (IMAGE_SIZE, IMAGE_SIZE, 3)
+            worst_pixel_error = max(worst_pixel_error, np.abs(stored - direct).mean())
+    assert worst_pixel_error < 4.0  # JPEG q95 re-encoding noise, in 0-255 units.
+
+
+def test_splits_are_disjoint_and_stratified(shards):
+    out, metadata = shards
+    seen = {}
+    for split, examples in read_all(out).items():
+        for example in examples:
+            key = (example["id_1"].numpy(), example["id_2"].numpy())
+            assert key not in seen, f"pair {key} in {seen.get(key)} and {split}"
+            seen[key] = split
+    for label in features.LABELS:
+        label_total = sum(metadata["counts"][s][label] for s in features.SPLITS)
+        assert metadata["counts"]["test"][label] == round(label_total * 0.1)
+
+
+def test_same_output_with_two_worker_processes(shards, dataset, tmp_path):
+    """Multi-process DirectRunner gives the same split assignment and example bytes."""
+    out, _ = shards
+    again = tmp_path / "again"
+    run.run(job_args(dataset, again, extra=["--direct_num_workers=2", "--direct_running_mode=multi_processing"]))
+
+    def content(directory):
+        result = {}
+        for split in features.SPLITS:
+            files = sorted(glob.glob(os.path.join(directory, f"{split}-*{features.SHARD_SUFFIX}")))
+            for serialized in tf.data.TFRecordDataset(files, compression_type=features.COMPRESSION):
+                result[serialized.numpy()] = split
+        return result
+
+    first, second = content(out), content(again)
+    assert len(first) == GOOD_PAIRS and first == second
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"--csv": "/nonexistent/tweets.csv"}, "does not exist"),
+        ({"--csv": "EMPTY"}, "is empty"),
+        ({"--csv": "HEADER_ONLY"}, "no rows"),
+        ({"--csv": "MISSING_COLUMNS"}, "lacks columns ['image_2', 'label']"),
+        ({"--images": "/nonexistent/images"}, "is not a folder"),
+        ({"--out": "/proc/not-writable"}, "is not writable"),
+        ({"--vocab": "/nonexistent/vocab.txt"}, "cannot load the tokenizer"),
+        ({"--seq-length": "2"}, "--seq-length must be at least 5"),
+    ],
+)
+def test_bad_invocation_is_one_clear_error_line(change, message, dataset, tmp_path, capsys):
+    special = {
+        "EMPTY": "",
+        "HEADER_ONLY": ",".join(rows.CSV_COLUMNS) + "\n",
+        "MISSING_COLUMNS": "id_1,text_1,image_1,id_2,text_2\n1,a,b.jpg,2,c\n",
+    }
+    args = dict(zip(job_args(dataset, tmp_path / "out")[::2], job_args(dataset, tmp_path / "out")[1::2]))
+    for flag, value in change.items():
+        if value in special:
+            path = tmp_path / "input.csv"
+            path.write_text(special[value], encoding="utf-8")
+            value = str(path)
+        args[flag] = value
+    argv = [item for pair in args.items() for item in pair]
+    assert run.main(argv) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("error: ") and message in error[0], error
+
+
+def test_existing_shards_need_overwrite(shards, dataset, capsys):
+    out, _ = shards
+    assert run.main(job_args(dataset, out)) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_command_line_exit_status_and_summary(dataset, tmp_path):
+    missing = subprocess.run(
+        [sys.executable, "-m", "pipeline.run", "--csv", "nope.csv", "--images", str(dataset["images"]), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2 and missing.stderr.strip().endswith("--csv nope.csv does not exist")

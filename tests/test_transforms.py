@@ -1,0 +1,62 @@
+"""Beam composites on literal rows (TestPipeline, in process)."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.testing import test_pipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipeline import rows, transforms
+from tests.test_rows import GOOD
+
+
+def numbered(*changes):
+    return [(i, {**GOOD, **change}) for i, change in enumerate(changes, start=1)]
+
+
+def test_parse_and_dedupe_route_every_row_once():
+    literal = numbered(
+        {},
+        {"id_1": "1300000000000000011"},
+        {},  # Duplicate of row 1.
+        {"label": "Maybe"},
+        {"id_2": "x"},
+    )
+    with test_pipeline.TestPipeline() as pipeline:
+        parsed = pipeline | beam.Create(literal) | transforms.ParseRows()
+        unique = parsed.records | transforms.DropDuplicatePairs()
+        kept = unique.records | "KeptRows" >> beam.Map(lambda r: r.row_number)
+        rejected = (parsed[transforms.REJECTED], unique[transforms.REJECTED]) | beam.Flatten()
+        reasons = rejected | beam.Map(lambda r: (r.row_number, r.reason))
+        assert_that(kept, equal_to([1, 2]), label="kept")
+        assert_that(reasons, equal_to([(3, "duplicate_pair"), (4, "unknown_label"), (5, "bad_id")]), label="rejected")
+
+
+def test_assign_splits_is_stratified_and_disjoint():
+    encoded = [transforms.Encoded(f"k{label}-{i}", label, b"", 0) for label in range(3) for i in range(40)]
+    with test_pipeline.TestPipeline() as pipeline:
+        result = (
+            pipeline
+            | beam.Create(encoded)
+            | transforms.AssignSplits(0.1, 0.05, seed=0)
+            | beam.Map(lambda item: ((item[0], item[1].label), 1))
+            | beam.CombinePerKey(sum)
+        )
+        # 40 per label: 4 test, round(36 * 0.05) = 2 val, 34 train.
+        expected = [((split, label), n) for label in range(3) for split, n in (("test", 4), ("val", 2), ("train", 34))]
+        assert_that(result, equal_to(expected))
+
+
+def test_class_weights_are_balanced():
+    weights = transforms.class_weights({0: 10, 1: 10, 2: 80})
+    assert weights == {"Contradictory": 100 / 30, "Implies": 100 / 30, "NoEntailment": 100 / 240}
+    assert transforms.class_weights({0: 0, 1: 5, 2: 5})["Contradictory"] == 0.0
+
+
+def test_read_csv_keeps_quoted_newlines_and_counts_rows(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text('id_1,text_1,label\n1,"a\nb, ""c""",Implies\n2,🎉,NoEntailment\n', encoding="utf-8")
+    read = list(transforms.read_csv_rows(str(path)))
+    assert [n for n, _ in read] == [1, 2]
+    assert read[0][1]["text_1"] == 'a\nb, "c"' and read[1][1]["text_1"] == "🎉"
+    assert rows.parse_row(*read[0]).reason == "bad_id"
