@@ -168,22 +168,48 @@ _DCT_RATIOS = (8, 4, 2, 1)
 
 
 def _decode_jpeg(data: tf.Tensor, dimensions: tf.Tensor, image_size: int) -> tf.Tensor:
-    """JPEG decode with the largest DCT downscale that keeps the short side >= image_size."""
+    """JPEG decode with the largest DCT downscale that keeps the short side >= image_size.
+
+    When downscaling, the fast integer IDCT is used: its error is far below what the resize
+    to image_size averages away, and it roughly halves the decode time of baseline JPEGs.
+    """
     short_side = tf.reduce_min(dimensions)
     fits = [short_side >= ratio * image_size for ratio in _DCT_RATIOS[:-1]] + [tf.constant(True)]
     index = tf.argmax(tf.stack(fits), output_type=tf.int32)
     branches = [
-        (lambda r=ratio: tf.io.decode_jpeg(data, channels=3, ratio=r)) for ratio in _DCT_RATIOS
+        (lambda r=ratio: tf.io.decode_jpeg(data, channels=3, ratio=r, dct_method="INTEGER_FAST" if r > 1 else ""))
+        for ratio in _DCT_RATIOS
     ]
     image = tf.switch_case(index, branches)
     return apply_orientation(image, exif_orientation(data))
 
 
-def _decode_png(data: tf.Tensor) -> tf.Tensor:
-    """PNG of any type (palette, gray, 16-bit, alpha) as RGB, transparency over white."""
-    rgba = tf.cast(tf.io.decode_png(data, channels=4), tf.float32)
-    alpha = rgba[..., 3:] / 255.0
-    return rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)
+def _decode_png(data: tf.Tensor, resize) -> tf.Tensor:
+    """PNG of any type (palette, gray, 16-bit, alpha), resized by `resize`; alpha over white.
+
+    Work at full size is only the decode: gray is expanded to RGB and alpha is composited
+    after the resize (both are per-pixel and the resize is linear, so expanding gray after it
+    is exact; compositing after it differs only along transparency edges). Doing either at
+    full size costs more than decoding.
+    """
+    image = tf.io.decode_png(data)  # Native channels: 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA.
+    channels = tf.shape(image)[-1]
+    resized = resize(image)  # float32 [S, S, channels]
+    colour = tf.cond(
+        channels >= 3,
+        lambda: resized[..., :3],
+        lambda: tf.repeat(resized[..., :1], 3, axis=-1),
+    )
+    alpha = tf.cond(
+        tf.equal(channels % 2, 0),
+        lambda: resized[..., -1:] / 255.0,
+        lambda: tf.ones_like(resized[..., :1]),
+    )
+    return colour * alpha + 255.0 * (1.0 - alpha)
+
+
+def _resize(image: tf.Tensor, image_size: int) -> tf.Tensor:
+    return tf.image.resize(image, [image_size, image_size], method="bilinear", antialias=True)
 
 
 def _decode_other(data: tf.Tensor) -> tf.Tensor:
@@ -202,28 +228,36 @@ def decode_image(
     """
     data = tf.convert_to_tensor(data, tf.string)
     dimensions = image_dimensions(data)
-    tf.debugging.assert_less_equal(
+    header_check = tf.debugging.assert_less_equal(
         dimensions[0] * dimensions[1],
         tf.constant(max_pixels, tf.int64),
         message=f"image header announces more than {max_pixels} pixels",
     )
+    with tf.control_dependencies([header_check]):  # In graphs too: check, then decode.
+        data = tf.identity(data)
     fmt = image_format(data)
     index = tf.argmax(tf.equal(fmt, ["jpeg", "png"]), output_type=tf.int32)
     index = tf.where(tf.equal(fmt, "jpeg") | tf.equal(fmt, "png"), index, 2)
-    image = tf.switch_case(
+
+    def checked_resize(image):
+        pixels = tf.cast(tf.shape(image)[0] * tf.shape(image)[1], tf.int64)
+        check = tf.debugging.assert_less_equal(
+            pixels, tf.constant(max_pixels, tf.int64), message="image has too many pixels"
+        )
+        with tf.control_dependencies([check]):
+            resized = _resize(image, image_size)
+        resized.set_shape([image_size, image_size, None])
+        return resized
+
+    resized = tf.switch_case(
         index,
         [
-            lambda: tf.cast(_decode_jpeg(data, dimensions, image_size), tf.float32),
-            lambda: _decode_png(data),
-            lambda: tf.cast(_decode_other(data), tf.float32),
+            lambda: checked_resize(_decode_jpeg(data, dimensions, image_size)),
+            lambda: _decode_png(data, checked_resize),
+            lambda: checked_resize(_decode_other(data)),
         ],
     )
-    image.set_shape([None, None, 3])
-    decoded_pixels = tf.cast(tf.shape(image)[0] * tf.shape(image)[1], tf.int64)
-    tf.debugging.assert_less_equal(
-        decoded_pixels, tf.constant(max_pixels, tf.int64), message="image has too many pixels"
-    )
-    resized = tf.image.resize(image, [image_size, image_size], method="bilinear", antialias=True)
+    resized.set_shape([image_size, image_size, 3])
     return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
 
 

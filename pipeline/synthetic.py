@@ -103,8 +103,12 @@ def _tweet_text(rng: random.Random, topic: int, stance: int) -> str:
     return separator.join([claim + rng.choice(("", ".", "!", "!!"))] + extras)
 
 
-def _scene_image(rng: random.Random, scene: int, long_side: int) -> Image.Image:
-    """Stripes in the scene's orientation and colour, plus noise and a few distractor shapes."""
+def _scene_image(rng: random.Random, scene: int, long_side: int, photo: bool) -> Image.Image:
+    """Stripes in the scene's orientation and colour plus a few distractor shapes.
+
+    Photos (JPEG) get sensor-like noise texture; graphics (PNG, as tweeted screenshots and
+    cut-outs are) stay flat, which is also why they compress well.
+    """
     short_side = int(long_side * rng.uniform(0.56, 1.0))
     width, height = (long_side, short_side) if rng.random() < 0.6 else (short_side, long_side)
     orientation, colour = SCENES[scene]
@@ -117,7 +121,8 @@ def _scene_image(rng: random.Random, scene: int, long_side: int) -> Image.Image:
     stripe = ((coordinate // max(period // 2, 1)) % 2).astype(np.float32)[..., None]
     colour_array = np.array(colour, np.float32)
     pixels = stripe * colour_array + (1.0 - stripe) * (0.35 * colour_array + 20.0)
-    noise = np.random.default_rng(rng.getrandbits(32)).normal(0.0, 10.0, size=(small_h, small_w, 1))
+    noise_scale = 10.0 if photo else 0.0
+    noise = np.random.default_rng(rng.getrandbits(32)).normal(0.0, noise_scale, size=(small_h, small_w, 1))
     small = Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8))
     image = small.resize((width, height), Image.Resampling.BILINEAR)
     draw = ImageDraw.Draw(image)
@@ -129,9 +134,8 @@ def _scene_image(rng: random.Random, scene: int, long_side: int) -> Image.Image:
     return image
 
 
-def _encode(rng: random.Random, image: Image.Image) -> tuple[bytes, str]:
-    """Encodes in a randomly drawn tweet-like format; returns (bytes, URL extension)."""
-    kind, mode, _ = rng.choices(FORMATS, weights=[w for _, _, w in FORMATS])[0]
+def _encode(rng: random.Random, image: Image.Image, kind: str, mode: str) -> tuple[bytes, str]:
+    """Encodes in the given tweet-like format; returns (bytes, URL extension)."""
     buffer = io.BytesIO()
     if mode == "RGBA":
         image = image.convert("RGBA")
@@ -239,8 +243,9 @@ def generate(out_dir: str, pairs: int, seed: int, ratios: tuple[float, float, fl
             row = []
             for side in range(2):
                 tweet_id = new_id()
-                image = _scene_image(rng, scenes[side], rng.randint(min_side, max_side))
-                data, extension = _encode(rng, image)
+                kind, mode, _ = rng.choices(FORMATS, weights=[w for _, _, w in FORMATS])[0]
+                image = _scene_image(rng, scenes[side], rng.randint(min_side, max_side), kind.startswith("jpeg"))
+                data, extension = _encode(rng, image, kind, mode)
                 with open(os.path.join(image_dir, f"{tweet_id}.{extension}"), "wb") as image_file:
                     image_file.write(data)
                 row += [tweet_id, _tweet_text(rng, topics[side], stances[side]), _image_url(rng, tweet_id, extension)]

@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import sys
 import time
 from typing import Iterable
@@ -148,6 +149,18 @@ class _Progress:
             print(f"{self._what} (worker {os.getpid()}): {self._count} rows, {rate:.1f} rows/s", file=sys.stderr, flush=True)
 
 
+def tf_error_summary(message: str) -> str:
+    """The one informative line of a TF op error (graph errors wrap it in node traces)."""
+    asserted = re.search(r"assertion failed: \[([^\]]+)\]", message)
+    if asserted:
+        return asserted.group(1)
+    for line in message.splitlines():
+        line = re.sub(r"\{\{[^}]*\}\}|\[\[.*?\]\]|\[Op:[^\]]*\]", "", line).strip()
+        if line and not line.startswith(("Graph execution error", "Detected at node", "File ", "[")):
+            return line
+    return message.strip()[:200]
+
+
 class PreprocessFn(beam.DoFn):
     """`Record` → `Encoded` (decode, resize, re-encode both images; pack the text pair)."""
 
@@ -165,15 +178,11 @@ class PreprocessFn(beam.DoFn):
         self._tokenizer = self._settings.tokenizer.load(shape.seq_length)
 
         @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
-        def dimensions(data):
-            return preprocess.image_dimensions(data)
-
-        @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
         def resize_and_store(data):
             image = preprocess.decode_image(data, shape.image_size, max_pixels)
             return preprocess.encode_for_storage(image, quality)
 
-        self._dimensions, self._resize_and_store = dimensions, resize_and_store
+        self._resize_and_store = resize_and_store
         self._progress = _Progress("preprocess")
         images_dir = self._settings.images_dir
         self._local_root = None if "://" in images_dir else os.path.realpath(images_dir)
@@ -193,22 +202,13 @@ class PreprocessFn(beam.DoFn):
         return data
 
     def _store(self, data: bytes, name: str) -> bytes:
-        errors = self._tf.errors
-        try:
-            height, width = (int(v) for v in self._dimensions(data).numpy())
-        except errors.InvalidArgumentError as error:
-            raise rows.RowError("undecodable_image", f"{name}: {error.message.splitlines()[0]}") from None
-        if height * width > self._settings.max_pixels:
-            raise rows.RowError(
-                "image_too_large",
-                f"{name} is {width}x{height} = {height * width} pixels, above {self._settings.max_pixels}",
-            )
+        """Decoded, resized, re-encoded image; decode errors become a rejection reason."""
         try:
             return self._resize_and_store(data).numpy()
-        except errors.InvalidArgumentError as error:
-            message = error.message.strip().splitlines()[0]
-            reason = "image_too_large" if "too many pixels" in message else "undecodable_image"
-            raise rows.RowError(reason, f"{name}: {message}") from None
+        except self._tf.errors.InvalidArgumentError as error:
+            message = tf_error_summary(error.message)
+            too_large = "more than" in message or "too many pixels" in message
+            raise rows.RowError("image_too_large" if too_large else "undecodable_image", f"{name}: {message}") from None
 
     def process(self, record: rows.Record):
         self._progress.tick()

@@ -60,3 +60,14 @@ def test_read_csv_keeps_quoted_newlines_and_counts_rows(tmp_path):
     assert [n for n, _ in read] == [1, 2]
     assert read[0][1]["text_1"] == 'a\nb, "c"' and read[1][1]["text_1"] == "🎉"
     assert rows.parse_row(*read[0]).reason == "bad_id"
+
+
+def test_tf_error_summary_finds_the_informative_line():
+    graph_error = (
+        "Graph execution error:\n\nDetected at node Foo defined at (most recent call last):\n"
+        '  File "x.py", line 1\n{{function_node __inference_f_1}} Invalid JPEG data, size 300\n'
+        "\t [[{{node DecodeJpeg}}]] [Op:__inference_f_1]"
+    )
+    assert transforms.tf_error_summary(graph_error) == "Invalid JPEG data, size 300"
+    asserted = "{{function_node f}} assertion failed: [image header announces more than 5 pixels] [Condition x <= y]"
+    assert transforms.tf_error_summary(asserted) == "image header announces more than 5 pixels"
