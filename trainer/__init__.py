@@ -1,0 +1,1 @@
+"""From TFRecord shards to a trained, evaluated, exported model (`python -m trainer.task`)."""

@@ -1,0 +1,108 @@
+"""Shards → batches of model inputs: the tf.data reader the trainer and the benchmarks use.
+
+Stages, in order: check metadata.json against the model's configuration; match shard files;
+interleave files; shuffle serialized records (training only); `features.parse` (proto →
+tensors); `to_model_inputs` (keep what the model takes, label apart); batch; prefetch.
+AUTOTUNE throughout. Under a strategy, pass the `InputContext` and each input pipeline reads
+its own subset of files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import tensorflow as tf
+
+from pipeline import features
+
+SHUFFLE_BUFFER = 4096
+
+
+class MetadataMismatch(ValueError):
+    """Shards were written for another image size, sequence length or vocabulary."""
+
+
+def read_metadata(data_dir: str) -> dict:
+    path = os.path.join(data_dir, features.METADATA_FILE)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"{path} not found: is {data_dir} the --out folder of `make shards`?")
+    with tf.io.gfile.GFile(path, "r") as handle:
+        return json.load(handle)
+
+
+def check_metadata(metadata: dict, shape: features.Shape, vocab_fingerprint: str | None) -> None:
+    """Refuses shards that do not fit the model, saying what differs and what to do."""
+    problems = []
+    if metadata.get("image_size") != shape.image_size:
+        problems.append(f"image size {metadata.get('image_size')} in the shards, {shape.image_size} in the model")
+    if metadata.get("seq_length") != shape.seq_length:
+        problems.append(f"sequence length {metadata.get('seq_length')} in the shards, {shape.seq_length} in the model")
+    if vocab_fingerprint is not None and metadata.get("vocab_fingerprint") != vocab_fingerprint:
+        problems.append(
+            f"vocabulary {metadata.get('vocab_fingerprint')} in the shards, {vocab_fingerprint} in the text encoder"
+        )
+    if problems:
+        raise MetadataMismatch(
+            "shards do not match the model: " + "; ".join(problems)
+            + ". Rebuild the shards with matching --image-size/--seq-length/--vocab, or change the model flags."
+        )
+
+
+def shard_files(data_dir: str, split: str) -> list[str]:
+    pattern = os.path.join(data_dir, f"{split}-*-of-*{features.SHARD_SUFFIX}")
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"no {split} shards match {pattern}")
+    return files
+
+
+def to_model_inputs(parsed: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+    """Parsed example → (the model's inputs, integer label)."""
+    inputs = {key: parsed[key] for key in features.IMAGE_KEYS + features.TOKEN_KEYS}
+    return inputs, parsed[features.LABEL_KEY]
+
+
+def make_dataset(
+    data_dir: str,
+    split: str,
+    shape: features.Shape,
+    batch_size: int,
+    training: bool,
+    seed: int | None = None,
+    input_context: tf.distribute.InputContext | None = None,
+    keep_ids: bool = False,
+) -> tf.data.Dataset:
+    """Batches of (inputs, label) from one split's shards.
+
+    `batch_size` is per input pipeline (the global batch divided by the number of pipelines
+    when a strategy distributes the dataset function). Training shuffles and drops the
+    remainder so shapes stay static; evaluation keeps every example, in file order.
+    With `keep_ids`, inputs also carry `id_1`/`id_2` (for error analysis and alignment tests).
+    """
+    files = shard_files(data_dir, split)
+    dataset = tf.data.Dataset.from_tensor_slices(files)
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    if training:
+        dataset = dataset.shuffle(len(files), seed=seed)
+    dataset = dataset.interleave(
+        lambda path: tf.data.TFRecordDataset(path, compression_type=features.COMPRESSION),
+        cycle_length=min(len(files), 8),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=not training,
+    )
+    if training:
+        # Shuffle serialized records (small) before parsing, not decoded images (large).
+        dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=seed)
+
+    def parse(serialized):
+        parsed = features.parse(serialized, shape)
+        inputs, label = to_model_inputs(parsed)
+        if keep_ids:
+            inputs.update({key: parsed[key] for key in features.ID_KEYS})
+        return inputs, label
+
+    dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    dataset = dataset.batch(batch_size, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
