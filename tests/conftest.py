@@ -128,3 +128,12 @@ def shards(dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("shards")
     metadata = run.run(job_args(dataset, out, extra=["--direct_num_workers=1", "--direct_running_mode=in_memory"]))
     return out, metadata
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(dataset, tmp_path_factory):
+    """A TF Hub-format BERT SavedModel with the data set's vocabulary (built once per run)."""
+    from model import local_encoders
+
+    out = tmp_path_factory.mktemp("encoders") / "tiny_bert"
+    return local_encoders.build_tiny_bert(str(dataset["vocab"]), str(out), hidden=16, layers=1)

@@ -1,0 +1,102 @@
+"""Text and image encoders as Keras 3 layers.
+
+`HubTextEncoder` loads a TF Hub BERT encoder (handle URL, `gs://` path or local SavedModel
+directory) with `hub.load` and calls it directly. `hub.KerasLayer` is a tf-keras (Keras 2)
+object that Keras 3 models reject, so this layer instead registers each restored variable as a
+Keras variable wrapping the very same `tf.Variable`: the optimizer updates the SavedModel's own
+weights when the encoder is trainable, and `training` reaches the encoder's dropout.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import tensorflow as tf
+
+
+def vocab_fingerprint_of_encoder(handle: str) -> str:
+    """Fingerprint of the encoder's own vocabulary and casing (what the shards must carry)."""
+    import tensorflow_hub as hub
+
+    from pipeline.preprocess import read_vocab, vocab_fingerprint
+
+    encoder = hub.load(handle)
+    vocab = read_vocab(encoder.vocab_file.asset_path.numpy().decode("utf-8"))
+    return vocab_fingerprint(vocab, bool(encoder.do_lower_case.numpy()))
+
+
+class HubTextEncoder(keras.layers.Layer):
+    """BERT pair inputs → pooled output [B, H] from a TF Hub-format encoder SavedModel."""
+
+    def __init__(self, handle: str, trainable: bool = False, **kwargs):
+        super().__init__(trainable=trainable, **kwargs)
+        import tensorflow_hub as hub
+
+        self.handle = handle
+        self._encoder = hub.load(handle)
+        self.vocab_file = self._encoder.vocab_file.asset_path.numpy().decode("utf-8")
+        self.do_lower_case = bool(self._encoder.do_lower_case.numpy())
+        for variable in self._encoder.variables:
+            if variable.dtype == tf.bool:
+                continue  # do_lower_case is a flag, not a weight.
+            self._track_variable(
+                keras.Variable(
+                    initializer=variable,
+                    trainable=variable.trainable,
+                    dtype=variable.dtype,
+                    shape=variable.shape,
+                    name=variable.name.split(":")[0].replace("/", "_"),
+                )
+            )
+        self.built = True
+
+    def call(self, inputs, training=False):
+        outputs = self._encoder(
+            {key: tf.cast(inputs[key], tf.int32) for key in ("input_word_ids", "input_mask", "input_type_ids")},
+            training=bool(training),  # The SavedModel holds one function per mode.
+        )
+        return outputs["pooled_output"]
+
+    def compute_output_spec(self, inputs, training=False):
+        probe = {key: tf.zeros([1, 4], tf.int32) for key in ("input_word_ids", "input_mask", "input_type_ids")}
+        width = self._encoder(probe, training=False)["pooled_output"].shape[-1]
+        batch = inputs["input_word_ids"].shape[0]
+        return keras.KerasTensor((batch, width), dtype="float32")
+
+    def get_config(self):
+        return {**super().get_config(), "handle": self.handle}
+
+
+def image_encoder(name: str, image_size: int, weights: str, trainable: bool) -> keras.Model:
+    """uint8-range RGB [S, S, 3] → pooled features, with the backbone's own preprocessing.
+
+    `name` is `resnet50v2` (the baseline) or `tiny` (a small CNN for tests and the offline demo).
+    `weights`: `imagenet` (downloaded by Keras), `none`, or a local `.weights.h5`/`.h5` file, so
+    air-gapped clusters can load ImageNet weights copied in beforehand.
+    """
+    inputs = keras.Input((image_size, image_size, 3), name="pixels")
+    if name == "resnet50v2":
+        x = keras.applications.resnet_v2.preprocess_input(inputs)  # 0..255 → -1..1.
+        backbone = keras.applications.ResNet50V2(
+            include_top=False,
+            weights="imagenet" if weights == "imagenet" else None,
+            input_shape=(image_size, image_size, 3),
+            pooling="avg",
+        )
+        if weights not in ("imagenet", "none"):
+            if not os.path.exists(weights):
+                raise FileNotFoundError(f"--image-weights {weights} does not exist")
+            backbone.load_weights(weights)
+        backbone.trainable = trainable
+        outputs = backbone(x, training=False if not trainable else None)
+    elif name == "tiny":
+        x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0)(inputs)
+        for filters in (16, 32, 64):
+            x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu")(x)
+        outputs = keras.layers.GlobalAveragePooling2D()(x)
+    else:
+        raise ValueError(f"unknown image encoder {name!r}; use resnet50v2 or tiny")
+    model = keras.Model(inputs, outputs, name=f"image_encoder_{name}")
+    model.trainable = trainable
+    return model
