@@ -5,7 +5,7 @@ SHARDS ?= data/shards
 PAIRS ?= 400
 BEAM_ARGS ?=
 
-.PHONY: install data shards test bench clean
+.PHONY: install data shards encoders train test bench clean
 
 install: .venv/.installed
 
@@ -24,6 +24,15 @@ shards: data
 	$(PYTHON) -m pipeline.run --csv $(DATA)/tweets.csv --images $(DATA)/images \
 		--vocab $(DATA)/vocab.txt --out $(SHARDS) --overwrite $(BEAM_ARGS)
 
+encoders: data
+	$(PYTHON) -m model.local_encoders --vocab $(DATA)/vocab.txt --out data/encoders
+
+# Offline training on the demo shards with the small local encoders (tiny BERT, small CNN).
+train: shards encoders
+	$(PYTHON) -m trainer.task --data-dir $(SHARDS) --job-dir out/demo \
+		--text-encoder data/encoders/tiny_bert --image-encoder tiny --image-weights none \
+		--train-text-encoder --loss weighted-ce --epochs 5
+
 test: install
 	$(PYTHON) -m pytest -q tests
 
@@ -31,4 +40,4 @@ bench: install
 	$(PYTHON) -m benchmarks.preprocessing --out benchmarks/results.md
 
 clean:
-	rm -rf data build *.egg-info .pytest_cache
+	rm -rf data out build *.egg-info .pytest_cache

@@ -23,6 +23,7 @@ TRAINER = [
     "pandas>=2,<4",
     "scikit-learn>=1.4,<2",
     "matplotlib>=3.8,<4",
+    "tensorboard>=2.21,<2.22",
 ]
 
 setuptools.setup(

@@ -1,0 +1,90 @@
+"""`python -m trainer.task` end to end on Beam shards with the tiny local encoders."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pipeline import features
+from trainer import evaluation, reader, task
+from tests.conftest import IMAGE_SIZE, SEQ_LENGTH
+
+
+def test_training_writes_metrics_config_and_weights(shards, tiny_bert, tmp_path, monkeypatch):
+    out, metadata = shards
+    for name in ("AIP_MODEL_DIR", "AIP_CHECKPOINT_DIR", "AIP_TENSORBOARD_LOG_DIR", "TF_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    job = tmp_path / "job"
+    results = task.main([
+        "--data-dir", str(out), "--job-dir", str(job), "--epochs", "2", "--batch-size", "8",
+        "--text-encoder", tiny_bert, "--image-encoder", "tiny", "--image-weights", "none",
+        "--image-size", str(IMAGE_SIZE), "--seq-length", str(SEQ_LENGTH), "--projection-dims", "16",
+        "--loss", "weighted-ce",
+    ])
+    written = json.loads((job / "metrics.json").read_text())
+    assert written == json.loads(json.dumps(results))
+    for split in ("val", "test"):
+        report = written[split]
+        assert set(report) >= {"accuracy", "macro_f1", "per_class", "confusion_matrix", "majority_baseline"}
+        assert set(report["per_class"]) == set(features.LABELS)
+        assert np.sum(report["confusion_matrix"]) == metadata["counts"][split]["total"]
+    config = json.loads((job / "config.json").read_text())
+    assert config["train"]["loss"] == "weighted-ce" and config["data_metadata"] == reader.read_metadata(str(out))
+    assert len(config["history"]["loss"]) == 2
+    assert (job / "model" / "model.weights.h5").exists() and any((job / "logs").iterdir())
+
+
+def test_vertex_environment_overrides_job_dir(monkeypatch):
+    monkeypatch.setenv("AIP_MODEL_DIR", "gs://b/model/")
+    monkeypatch.setenv("AIP_CHECKPOINT_DIR", "gs://b/checkpoints/")
+    monkeypatch.delenv("AIP_TENSORBOARD_LOG_DIR", raising=False)
+    dirs = task.output_dirs("local/job")
+    assert dirs["model"] == "gs://b/model/" and dirs["checkpoints"] == "gs://b/checkpoints/"
+    assert dirs["logs"] == "local/job/logs"
+
+
+@pytest.mark.parametrize(
+    "tf_config, chief",
+    [
+        (None, True),
+        ({"cluster": {"chief": ["a"], "worker": ["b"]}, "task": {"type": "chief", "index": 0}}, True),
+        ({"cluster": {"chief": ["a"], "worker": ["b"]}, "task": {"type": "worker", "index": 0}}, False),
+        ({"cluster": {"worker": ["a", "b"]}, "task": {"type": "worker", "index": 0}}, True),
+        ({"cluster": {"worker": ["a", "b"]}, "task": {"type": "worker", "index": 1}}, False),
+    ],
+)
+def test_only_the_chief_writes(tf_config, chief, monkeypatch):
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
+    assert task.is_chief() == chief
+
+
+def test_every_config_field_is_a_documented_flag():
+    help_text = task.define_flags().format_help()
+    for flag in ("--data-dir", "--job-dir", "--epochs", "--batch-size", "--learning-rate", "--loss",
+                 "--text-encoder", "--image-weights", "--train-text-encoder", "--no-train-text-encoder"):
+        assert flag in help_text
+    assert "Global batch size" in help_text
+
+
+def test_report_includes_majority_baseline():
+    labels = np.array([2, 2, 2, 2, 0, 1])
+    report = evaluation.classification_report(labels, np.array([2, 2, 2, 2, 0, 2]))
+    assert report["majority_baseline"]["accuracy"] == pytest.approx(4 / 6)
+    assert report["majority_baseline"]["macro_f1"] == pytest.approx((0 + 0 + 0.8) / 3)
+    assert report["per_class"]["Implies"]["recall"] == 0.0 and report["confusion_matrix"][1] == [0, 0, 1]
+
+
+def test_focal_loss_is_cross_entropy_at_gamma_zero_and_discounts_easy_examples():
+    import keras
+
+    labels = np.array([0, 2])
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], np.float32)
+    cross_entropy = keras.losses.sparse_categorical_crossentropy(labels, probabilities).numpy()
+    np.testing.assert_allclose(task.focal_loss(0.0)(labels, probabilities).numpy(), cross_entropy, rtol=1e-5)
+    focal = task.focal_loss(2.0)(labels, probabilities).numpy()
+    np.testing.assert_allclose(focal, cross_entropy * (1 - np.array([0.7, 0.8])) ** 2, rtol=1e-5)
