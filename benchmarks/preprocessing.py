@@ -10,7 +10,7 @@ speed drifts. Rows:
 - notebook, `map(num_parallel_calls=AUTOTUNE)`: the same with parallel map.
 - decode-only bounds: just decoding the two images per pair (no resize, no text), full decode
   and this project's decode (DCT scaling for large JPEGs, plus resize), AUTOTUNE.
-- Beam job: `python -m pipeline.run` as users run it (DirectRunner, one worker per core,
+- Beam job: `python -m pipeline.run` as users run it (DirectRunner, one worker thread per core,
   validating, decoding, tokenizing, splitting, writing GZIP shards), wall clock including
   start-up, and the same per row after subtracting a 1-row run's fixed start-up cost.
 """
@@ -137,7 +137,7 @@ def main(argv=None) -> int:
             writer.writerow(next(reader))
         startup = beam_job(args.data, os.path.join(scratch, "one"), args.image_size, one_row)
         wall = beam_job(args.data, os.path.join(scratch, "all"), args.image_size)
-    record("Beam job end to end (DirectRunner, 2 workers, validate + decode + tokenize + split + write)", wall, n)
+    record("Beam job end to end (DirectRunner, 2 worker threads, validate + decode + tokenize + split + write)", wall, n)
     record(f"Beam job, per row after its fixed start-up ({startup:.1f}s for a 1-row run)", max(wall - startup, 1e-9), n)
 
     baseline = results[1][1]

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 from typing import Iterable
 
@@ -146,7 +147,8 @@ class _Progress:
             rate = self._count / (now - self._started)
             # Printed, not logged: worker logging is quiet by default and stderr reaches the console
             # on the DirectRunner and the worker logs on Dataflow.
-            print(f"{self._what} (worker {os.getpid()}): {self._count} rows, {rate:.1f} rows/s", file=sys.stderr, flush=True)
+            worker = f"{os.getpid()}/{threading.current_thread().name}"
+            print(f"{self._what} (worker {worker}): {self._count} rows, {rate:.1f} rows/s", file=sys.stderr, flush=True)
 
 
 def tf_error_summary(message: str) -> str:
