@@ -10,6 +10,8 @@ speed drifts. Rows:
 - notebook, `map(num_parallel_calls=AUTOTUNE)`: the same with parallel map.
 - decode-only bounds: just decoding the two images per pair (no resize, no text), full decode
   and this project's decode (DCT scaling for large JPEGs, plus resize), AUTOTUNE.
+- trainer reader: `trainer.reader.make_dataset` over the job's shards, i.e. what each training
+  epoch costs once preprocessing is done (issue target: at least 15x the notebook).
 - Beam job: `python -m pipeline.run` as users run it (DirectRunner, one worker thread per core,
   validating, decoding, tokenizing, splitting, writing GZIP shards), wall clock including
   start-up, and the same per row after subtracting a 1-row run's fixed start-up cost.
@@ -87,6 +89,27 @@ def decode_only(pairs, decoder) -> tf.data.Dataset:
     return dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(BATCH_SIZE)
 
 
+def read_shards(shard_dir: str, image_size: int) -> tuple[float, int]:
+    """What training pays per epoch once the shards exist: parse + JPEG decode of 128 px images."""
+    from pipeline import features
+    from trainer import reader
+
+    shape = features.Shape(image_size, 128)
+    seconds, count = 0.0, 0
+    for split in features.SPLITS:
+        split_seconds, split_count = time_dataset_pairs(reader.make_dataset(shard_dir, split, shape, BATCH_SIZE, training=False))
+        seconds, count = seconds + split_seconds, count + split_count
+    return seconds, count
+
+
+def time_dataset_pairs(dataset: tf.data.Dataset) -> tuple[float, int]:
+    started, count, last = time.perf_counter(), 0, time.perf_counter()
+    for _, labels in dataset:
+        count += int(tf.shape(labels)[0])
+        last = time.perf_counter()
+    return last - started, count
+
+
 def beam_job(data_dir: str, out_dir: str, image_size: int, csv_path: str | None = None) -> float:
     command = [
         sys.executable, "-m", "pipeline.run",
@@ -137,8 +160,9 @@ def main(argv=None) -> int:
             writer.writerow(next(reader))
         startup = beam_job(args.data, os.path.join(scratch, "one"), args.image_size, one_row)
         wall = beam_job(args.data, os.path.join(scratch, "all"), args.image_size)
-    record("Beam job end to end (DirectRunner, 2 worker threads, validate + decode + tokenize + split + write)", wall, n)
-    record(f"Beam job, per row after its fixed start-up ({startup:.1f}s for a 1-row run)", max(wall - startup, 1e-9), n)
+        record("Beam job end to end (DirectRunner, 2 worker threads, validate + decode + tokenize + split + write)", wall, n)
+        record(f"Beam job, per row after its fixed start-up ({startup:.1f}s for a 1-row run)", max(wall - startup, 1e-9), n)
+        record("trainer reader over the shards, one epoch (every split, batch 32)", *read_shards(os.path.join(scratch, "all"), args.image_size))
 
     baseline = results[1][1]
     lines = [
