@@ -50,10 +50,14 @@ def load_pairs(data_dir: str):
 
 
 def time_dataset(dataset: tf.data.Dataset) -> tuple[float, int]:
-    """Seconds to the last batch (not to end-of-sequence: autotune may idle there) and rows."""
+    """Seconds to the last batch (not to end-of-sequence: autotune may idle there) and rows.
+
+    Batches are dicts with a "label" key or (inputs, labels) pairs, as the reader yields.
+    """
     started, count, last = time.perf_counter(), 0, None
     for batch in dataset:
-        count += int(tf.shape(batch["label"])[0])
+        labels = batch[1] if isinstance(batch, tuple) else batch["label"]
+        count += int(tf.shape(labels)[0])
         last = time.perf_counter()
     return last - started, count
 
@@ -97,17 +101,9 @@ def read_shards(shard_dir: str, image_size: int) -> tuple[float, int]:
     shape = features.Shape(image_size, 128)
     seconds, count = 0.0, 0
     for split in features.SPLITS:
-        split_seconds, split_count = time_dataset_pairs(reader.make_dataset(shard_dir, split, shape, BATCH_SIZE, training=False))
+        split_seconds, split_count = time_dataset(reader.make_dataset(shard_dir, split, shape, BATCH_SIZE, training=False))
         seconds, count = seconds + split_seconds, count + split_count
     return seconds, count
-
-
-def time_dataset_pairs(dataset: tf.data.Dataset) -> tuple[float, int]:
-    started, count, last = time.perf_counter(), 0, time.perf_counter()
-    for _, labels in dataset:
-        count += int(tf.shape(labels)[0])
-        last = time.perf_counter()
-    return last - started, count
 
 
 def beam_job(data_dir: str, out_dir: str, image_size: int, csv_path: str | None = None) -> float:
