@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from pipeline import features
+from pipeline import features, rows
 from trainer import evaluation, reader, task
 from tests.conftest import IMAGE_SIZE, SEQ_LENGTH
 
 
-def test_training_writes_metrics_config_and_weights(shards, tiny_bert, tmp_path, monkeypatch):
+def test_training_writes_metrics_config_and_weights(shards, dataset, tiny_bert, tmp_path, monkeypatch, capsys):
     out, metadata = shards
     for name in ("AIP_MODEL_DIR", "AIP_CHECKPOINT_DIR", "AIP_TENSORBOARD_LOG_DIR", "TF_CONFIG"):
         monkeypatch.delenv(name, raising=False)
@@ -34,6 +34,17 @@ def test_training_writes_metrics_config_and_weights(shards, tiny_bert, tmp_path,
     assert config["train"]["loss"] == "weighted-ce" and config["data_metadata"] == reader.read_metadata(str(out))
     assert len(config["history"]["loss"]) == 2
     assert (job / "model" / "model.weights.h5").exists() and any((job / "logs").iterdir())
+
+    # The exported model scores a pair from raw text and image files on the command line.
+    from model import predict
+
+    row = dataset["good_rows"][0]
+    record = rows.parse_row(1, row)
+    argv = ["--model", str(job / "model" / "serving"), "--text-1", record.texts[0], "--text-2", record.texts[1],
+            "--image-1", str(dataset["images"] / record.image_files[0]), "--image-2", str(dataset["images"] / record.image_files[1])]
+    assert predict.main(argv) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["label"] in features.LABELS and abs(sum(printed["probabilities"].values()) - 1) < 1e-3
 
 
 def test_vertex_environment_overrides_job_dir(monkeypatch):

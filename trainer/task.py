@@ -11,7 +11,8 @@ several workers, MirroredStrategy with several local GPUs, the default strategy 
 
 Writes to the job dir: `config.json` (every flag, the data metadata, the version),
 `metrics.json` (val and test: accuracy, macro-F1, per-class P/R/F1, confusion matrix, majority
-baseline), `model/model.weights.h5`, TensorBoard logs; resumes from `checkpoints/` after a
+baseline), `model/model.weights.h5`, `model/serving/` (SavedModel on raw texts and image bytes,
+see `model/export.py`), TensorBoard logs; resumes from `checkpoints/` after a
 preemption (Keras BackupAndRestore: weights, optimizer state and epoch; an interrupted epoch
 restarts from its first batch).
 """
@@ -163,7 +164,7 @@ def main(argv=None) -> dict:
     import keras
     import tensorflow as tf
 
-    from model import encoders, multimodal
+    from model import encoders, export, multimodal
     from pipeline import features
     from trainer import evaluation, reader
 
@@ -207,6 +208,9 @@ def main(argv=None) -> dict:
     if is_chief():
         tf.io.gfile.makedirs(dirs["model"])
         model.save_weights(os.path.join(dirs["model"], "model.weights.h5"))
+        serving_path = export.export(model, os.path.join(dirs["model"], "serving"),
+                                     model_config.image_size, model_config.seq_length)
+        print(f"exported the serving model to {serving_path}")
         with tf.io.gfile.GFile(os.path.join(dirs["job"], "metrics.json"), "w") as handle:
             json.dump(results, handle, indent=2)
         with tf.io.gfile.GFile(os.path.join(dirs["job"], "config.json"), "w") as handle:

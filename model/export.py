@@ -1,0 +1,69 @@
+"""The exported SavedModel: raw texts and encoded image bytes in, label probabilities out.
+
+The serving signature runs `pipeline.preprocess` — the very functions the Beam job ran before
+writing the shards — so a pair scored online is preprocessed exactly like a training example
+(no training/serving skew). The tokenizer is rebuilt from the text encoder's own vocabulary
+and casing, which training already checked against the shards' fingerprint.
+
+    signature `serving_default`(text_1 [B] string, text_2 [B] string,
+                                image_1 [B] string, image_2 [B] string)
+      → probabilities float32 [B, 3], label string [B]
+
+Images are encoded bytes (JPEG, PNG, GIF, BMP, WebP), exactly as read from a file.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from pipeline import features, preprocess
+
+SIGNATURE_KEYS = ("text_1", "text_2", "image_1", "image_2")
+
+
+class ServingModule(tf.Module):
+    """Wraps a trained Keras model with the Beam job's preprocessing."""
+
+    def __init__(self, model, tokenizer: preprocess.PairTokenizer, image_size: int,
+                 max_pixels: int = preprocess.DEFAULT_MAX_PIXELS):
+        super().__init__(name="multimodal_entailment_serving")
+        self.model = model
+        self.tokenizer = tokenizer
+        self._image_size = image_size
+        self._max_pixels = max_pixels
+        self._labels = tf.constant(features.LABELS)
+
+    def model_inputs(self, text_1, text_2, image_1, image_2) -> dict[str, tf.Tensor]:
+        """Raw pair batch → the model's input dict (what the Beam job computes, before storage)."""
+        inputs = dict(self.tokenizer(text_1, text_2))
+        for key, data in zip(features.IMAGE_KEYS, (image_1, image_2)):
+            inputs[key] = preprocess.decode_images(data, self._image_size, self._max_pixels)
+        return inputs
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=key) for key in SIGNATURE_KEYS])
+    def serve(self, text_1, text_2, image_1, image_2):
+        probabilities = self.model(self.model_inputs(text_1, text_2, image_1, image_2), training=False)
+        return {
+            "probabilities": probabilities,
+            "label": tf.gather(self._labels, tf.argmax(probabilities, axis=-1)),
+        }
+
+
+def tokenizer_for(model, seq_length: int) -> preprocess.PairTokenizer:
+    """The tokenizer matching the model's text encoder (its vocab asset and casing)."""
+    encoder = model.get_layer("text_encoder")
+    return preprocess.PairTokenizer(preprocess.read_vocab(encoder.vocab_file), encoder.do_lower_case, seq_length)
+
+
+def export(model, path: str, image_size: int, seq_length: int) -> str:
+    """Writes the serving SavedModel to `path` and returns it."""
+    module = ServingModule(model, tokenizer_for(model, seq_length), image_size)
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    return path
+
+
+def load(path: str):
+    """The serving function of an exported model (needs `tensorflow_text` registered)."""
+    import tensorflow_text  # noqa: F401  Registers the tokenizer's ops before loading.
+
+    return tf.saved_model.load(path).signatures["serving_default"]
