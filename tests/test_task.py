@@ -99,3 +99,35 @@ def test_focal_loss_is_cross_entropy_at_gamma_zero_and_discounts_easy_examples()
     np.testing.assert_allclose(task.focal_loss(0.0)(labels, probabilities).numpy(), cross_entropy, rtol=1e-5)
     focal = task.focal_loss(2.0)(labels, probabilities).numpy()
     np.testing.assert_allclose(focal, cross_entropy * (1 - np.array([0.7, 0.8])) ** 2, rtol=1e-5)
+
+
+def test_resume_after_sigkill_continues_where_it_stopped(shards, tiny_bert, tmp_path):
+    """Kill mid-epoch 2 of 3, rerun the same command: epoch 1 is not redone, state is restored."""
+    import os
+    import subprocess
+    import sys
+
+    out, metadata = shards
+    job = tmp_path / "job"
+    steps_per_epoch = metadata["counts"]["train"]["total"] // 8
+    command = [
+        sys.executable, "-m", "trainer.task", "--data-dir", str(out), "--job-dir", str(job),
+        "--epochs", "3", "--batch-size", "8", "--backup-every-steps", "1",
+        "--text-encoder", tiny_bert, "--image-encoder", "tiny", "--image-weights", "none",
+        "--image-size", str(IMAGE_SIZE), "--seq-length", str(SEQ_LENGTH), "--projection-dims", "16",
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIP_", "TF_CONFIG"))}
+    killed_at = steps_per_epoch + 2
+    first = subprocess.run(command, env={**env, task.KILL_AFTER_STEPS_ENV: str(killed_at)}, capture_output=True, text=True)
+    assert first.returncode == -9, first.stderr[-2000:]
+    assert not (job / "metrics.json").exists() and any((job / "checkpoints").iterdir())
+
+    second = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "Epoch 1/3" not in second.stdout and "Epoch 2/3" in second.stdout and "Epoch 3/3" in second.stdout
+    config = json.loads((job / "config.json").read_text())
+    assert len(config["history"]["loss"]) == 2  # Epochs 2 and 3 only.
+    # Weights and optimizer state came from the backup at the kill (step killed_at); Keras then
+    # restarts the interrupted epoch from its first batch, so epochs 2 and 3 add 2 full epochs.
+    assert config["optimizer_steps"] == killed_at + 2 * steps_per_epoch
+    assert not (job / "checkpoints").exists() or not any((job / "checkpoints").iterdir())

@@ -14,7 +14,8 @@ Writes to the job dir: `config.json` (every flag, the data metadata, the version
 baseline), `model/model.weights.h5`, `model/serving/` (SavedModel on raw texts and image bytes,
 see `model/export.py`), TensorBoard logs; resumes from `checkpoints/` after a
 preemption (Keras BackupAndRestore: weights, optimizer state and epoch; an interrupted epoch
-restarts from its first batch).
+restarts from its first batch; `--backup-every-steps N` bounds the work lost to N steps of
+weights and optimizer state, the interrupted epoch's batches are replayed from its start).
 """
 
 from __future__ import annotations
@@ -145,6 +146,28 @@ def focal_loss(gamma: float):
     return loss
 
 
+KILL_AFTER_STEPS_ENV = "TRAINER_TEST_KILL_AFTER_STEPS"
+
+
+def kill_after_steps_callback(steps: int):
+    """Fault injection for the resume test: SIGKILL this process after `steps` training batches."""
+    import signal
+
+    import keras
+
+    class KillAfterSteps(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seen = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.seen += 1
+            if self.seen >= steps:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return KillAfterSteps()
+
+
 def predict_split(model, dataset):
     import numpy as np
 
@@ -180,7 +203,13 @@ def main(argv=None) -> dict:
     def dataset(split, training):
         return reader.make_dataset(train.data_dir, split, model_config.shape, train.batch_size, training, seed=train.seed)
 
-    train_data = dataset("train", True)
+    # Repeat with a fixed number of steps per epoch: epochs then end exactly at the last full
+    # batch, instead of on an end-of-data probe (which tf.data may answer seconds late and Keras
+    # counts as one more optimizer step).
+    steps_per_epoch = metadata["counts"]["train"]["total"] // train.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(f"the train split has fewer examples than --batch-size {train.batch_size}")
+    train_data = dataset("train", True).repeat()
     val_data = dataset("val", False)
 
     # --- Model ---------------------------------------------------------------------------
@@ -194,10 +223,13 @@ def main(argv=None) -> dict:
         keras.callbacks.BackupAndRestore(dirs["checkpoints"], save_freq=train.backup_every_steps or "epoch"),
         keras.callbacks.TensorBoard(dirs["logs"]),
     ]
+    if os.environ.get(KILL_AFTER_STEPS_ENV):  # After BackupAndRestore, so the backup is written first.
+        callbacks.append(kill_after_steps_callback(int(os.environ[KILL_AFTER_STEPS_ENV])))
     class_weight = None
     if train.loss == "weighted-ce":
         class_weight = {i: metadata["class_weights"][name] for i, name in enumerate(features.LABELS)}
-    history = model.fit(train_data, validation_data=val_data, epochs=train.epochs, callbacks=callbacks,
+    history = model.fit(train_data, validation_data=val_data, epochs=train.epochs, steps_per_epoch=steps_per_epoch,
+                        callbacks=callbacks,
                         class_weight=class_weight, verbose=2)
 
     # --- Evaluate and save ---------------------------------------------------------------
@@ -215,7 +247,7 @@ def main(argv=None) -> dict:
             json.dump(results, handle, indent=2)
         with tf.io.gfile.GFile(os.path.join(dirs["job"], "config.json"), "w") as handle:
             json.dump({"version": __version__, "train": dataclasses.asdict(train), "model": dataclasses.asdict(model_config),
-                       "data_metadata": metadata, "history": {k: [float(x) for x in v] for k, v in history.history.items()}},
+                       "data_metadata": metadata, "optimizer_steps": int(model.optimizer.iterations.numpy()), "history": {k: [float(x) for x in v] for k, v in history.history.items()}},
                       handle, indent=2)
     return results
 
