@@ -54,15 +54,19 @@ class HubTextEncoder(keras.layers.Layer):
     def call(self, inputs, training=False):
         outputs = self._encoder(
             {key: tf.cast(inputs[key], tf.int32) for key in ("input_word_ids", "input_mask", "input_type_ids")},
-            training=bool(training),  # The SavedModel holds one function per mode.
+            # A frozen encoder runs in inference mode (no dropout), as hub.KerasLayer does; the
+            # SavedModel holds one traced function per mode.
+            training=bool(training) and self.trainable,
         )
         return outputs["pooled_output"]
 
     def compute_output_spec(self, inputs, training=False):
-        probe = {key: tf.zeros([1, 4], tf.int32) for key in ("input_word_ids", "input_mask", "input_type_ids")}
-        width = self._encoder(probe, training=False)["pooled_output"].shape[-1]
-        batch = inputs["input_word_ids"].shape[0]
-        return keras.KerasTensor((batch, width), dtype="float32")
+        # Read the width from the traced functions rather than running the encoder: a probe
+        # call would fail in a distribution strategy's cross-replica context.
+        widths = {f.structured_outputs["pooled_output"].shape[-1] for f in self._encoder.__call__.concrete_functions}
+        if len(widths) != 1 or None in widths:
+            raise ValueError(f"cannot tell the pooled_output width of {self.handle}: {widths}")
+        return keras.KerasTensor((inputs["input_word_ids"].shape[0], widths.pop()), dtype="float32")
 
     def get_config(self):
         return {**super().get_config(), "handle": self.handle}

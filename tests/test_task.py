@@ -131,3 +131,20 @@ def test_resume_after_sigkill_continues_where_it_stopped(shards, tiny_bert, tmp_
     # restarts the interrupted epoch from its first batch, so epochs 2 and 3 add 2 full epochs.
     assert config["optimizer_steps"] == killed_at + 2 * steps_per_epoch
     assert not (job / "checkpoints").exists() or not any((job / "checkpoints").iterdir())
+
+
+def test_mirrored_strategy_over_two_devices_matches_one_device(shards, tiny_bert):
+    """Same global batch, same start: two replicas must reach the same weights as one."""
+    import subprocess
+    import sys
+
+    out, _ = shards
+    result = subprocess.run(
+        [sys.executable, "tests/scripts/mirrored_equivalence.py", str(out), tiny_bert, str(IMAGE_SIZE), str(SEQ_LENGTH)],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["replicas"] == [1, 2]
+    assert report["max_update"] > 1e-4  # Training really moved the weights ...
+    assert report["max_difference"] < 1e-4  # ... and both ways moved them alike.

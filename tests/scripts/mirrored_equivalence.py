@@ -1,0 +1,43 @@
+"""Run as a script (logical devices must be set before TensorFlow starts): trains the same model
+for two steps on one CPU and under MirroredStrategy over two logical CPUs, same global batch,
+and prints the largest weight difference as JSON."""
+
+import json
+import sys
+
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import keras  # noqa: E402
+
+from model import multimodal  # noqa: E402
+from pipeline import features  # noqa: E402
+from trainer import reader  # noqa: E402
+
+shards, tiny_bert, image_size, seq_length = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+config = multimodal.ModelConfig(text_encoder=tiny_bert, image_encoder="tiny", image_weights="none", projection_dims=16,
+                                dropout_rate=0.0, image_size=image_size, seq_length=seq_length)
+data = reader.make_dataset(shards, "train", features.Shape(image_size, seq_length), 8, training=False).take(2)
+
+
+def train(strategy, initial_weights=None):
+    with strategy.scope():
+        keras.utils.set_random_seed(0)
+        model = multimodal.create_model(config)
+        if initial_weights is not None:
+            model.set_weights(initial_weights)
+        start = model.get_weights()
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    model.fit(data, epochs=1, verbose=0)
+    return start, model.get_weights(), strategy.num_replicas_in_sync
+
+
+start, single, replicas_single = train(tf.distribute.get_strategy())
+_, mirrored, replicas = train(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), start)
+print(json.dumps({
+    "replicas": [replicas_single, replicas],
+    "max_update": max(float(abs(a - b).max()) for a, b in zip(start, single)),
+    "max_difference": max(float(abs(a - b).max()) for a, b in zip(single, mirrored)),
+}))
