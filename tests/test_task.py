@@ -32,7 +32,9 @@ def test_training_writes_metrics_config_and_weights(shards, dataset, tiny_bert, 
         assert np.sum(report["confusion_matrix"]) == metadata["counts"][split]["total"]
     config = json.loads((job / "config.json").read_text())
     assert config["train"]["loss"] == "weighted-ce" and config["data_metadata"] == reader.read_metadata(str(out))
-    assert len(config["history"]["loss"]) == 2
+    assert len(config["history"]["loss"]) == 2 and len(config["history"]["val_macro_f1"]) == 2
+    for picture in ("confusion_matrix.png", "history.png"):
+        assert (job / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (job / "model" / "model.weights.h5").exists() and any((job / "logs").iterdir())
 
     # The exported model scores a pair from raw text and image files on the command line.

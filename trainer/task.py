@@ -11,7 +11,8 @@ several workers, MirroredStrategy with several local GPUs, the default strategy 
 
 Writes to the job dir: `config.json` (every flag, the data metadata, the version),
 `metrics.json` (val and test: accuracy, macro-F1, per-class P/R/F1, confusion matrix, majority
-baseline), `model/model.weights.h5`, `model/serving/` (SavedModel on raw texts and image bytes,
+baseline), `confusion_matrix.png`, `history.png` (loss and validation macro-F1 per epoch),
+`model/model.weights.h5`, `model/serving/` (SavedModel on raw texts and image bytes,
 see `model/export.py`), TensorBoard logs; resumes from `checkpoints/` after a
 preemption (Keras BackupAndRestore: weights, optimizer state and epoch; an interrupted epoch
 restarts from its first batch; `--backup-every-steps N` bounds the work lost to N steps of
@@ -168,6 +169,20 @@ def kill_after_steps_callback(steps: int):
     return KillAfterSteps()
 
 
+def macro_f1_callback(val_data):
+    """Adds `val_macro_f1` to each epoch's logs (History, TensorBoard, history.png)."""
+    import keras
+
+    from trainer import evaluation
+
+    class ValidationMacroF1(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                logs["val_macro_f1"] = evaluation.classification_report(*predict_split(self.model, val_data))["macro_f1"]
+
+    return ValidationMacroF1()
+
+
 def predict_split(model, dataset):
     import numpy as np
 
@@ -220,6 +235,7 @@ def main(argv=None) -> dict:
 
     # --- Train, resuming after preemption ------------------------------------------------
     callbacks = [
+        macro_f1_callback(val_data),  # First, so the callbacks after it see val_macro_f1.
         keras.callbacks.BackupAndRestore(dirs["checkpoints"], save_freq=train.backup_every_steps or "epoch"),
         keras.callbacks.TensorBoard(dirs["logs"]),
     ]
@@ -243,6 +259,8 @@ def main(argv=None) -> dict:
         serving_path = export.export(model, os.path.join(dirs["model"], "serving"),
                                      model_config.image_size, model_config.seq_length)
         print(f"exported the serving model to {serving_path}")
+        evaluation.plot_confusion_matrices(results, os.path.join(dirs["job"], "confusion_matrix.png"))
+        evaluation.plot_history(history.history, os.path.join(dirs["job"], "history.png"))
         with tf.io.gfile.GFile(os.path.join(dirs["job"], "metrics.json"), "w") as handle:
             json.dump(results, handle, indent=2)
         with tf.io.gfile.GFile(os.path.join(dirs["job"], "config.json"), "w") as handle:
