@@ -15,25 +15,33 @@ import keras
 import tensorflow as tf
 
 
-def vocab_fingerprint_of_encoder(handle: str) -> str:
-    """Fingerprint of the encoder's own vocabulary and casing (what the shards must carry)."""
+def encoder_vocabulary(handle: str) -> tuple[list[str], bool]:
+    """The vocabulary and casing a TF Hub BERT encoder carries (its vocab_file asset, do_lower_case)."""
     import tensorflow_hub as hub
 
-    from pipeline.preprocess import read_vocab, vocab_fingerprint
+    from pipeline.preprocess import read_vocab
 
     encoder = hub.load(handle)
-    vocab = read_vocab(encoder.vocab_file.asset_path.numpy().decode("utf-8"))
-    return vocab_fingerprint(vocab, bool(encoder.do_lower_case.numpy()))
+    return read_vocab(encoder.vocab_file.asset_path.numpy().decode("utf-8")), bool(encoder.do_lower_case.numpy())
+
+
+def vocab_fingerprint_of_encoder(handle: str) -> str:
+    """Fingerprint of the encoder's own vocabulary and casing (what the shards must carry)."""
+    from pipeline.preprocess import vocab_fingerprint
+
+    return vocab_fingerprint(*encoder_vocabulary(handle))
 
 
 class HubTextEncoder(keras.layers.Layer):
-    """BERT pair inputs → pooled output [B, H] from a TF Hub-format encoder SavedModel."""
+    """BERT pair inputs → pooled output [B, H] (and, with `return_sequence`, the sequence
+    output [B, L, H]) from a TF Hub-format encoder SavedModel."""
 
-    def __init__(self, handle: str, trainable: bool = False, **kwargs):
+    def __init__(self, handle: str, trainable: bool = False, return_sequence: bool = False, **kwargs):
         super().__init__(trainable=trainable, **kwargs)
         import tensorflow_hub as hub
 
         self.handle = handle
+        self.return_sequence = return_sequence
         self._encoder = hub.load(handle)
         self.vocab_file = self._encoder.vocab_file.asset_path.numpy().decode("utf-8")
         self.do_lower_case = bool(self._encoder.do_lower_case.numpy())
@@ -58,6 +66,8 @@ class HubTextEncoder(keras.layers.Layer):
             # SavedModel holds one traced function per mode.
             training=bool(training) and self.trainable,
         )
+        if self.return_sequence:
+            return outputs["pooled_output"], outputs["sequence_output"]
         return outputs["pooled_output"]
 
     def compute_output_spec(self, inputs, training=False):
@@ -66,10 +76,15 @@ class HubTextEncoder(keras.layers.Layer):
         widths = {f.structured_outputs["pooled_output"].shape[-1] for f in self._encoder.__call__.concrete_functions}
         if len(widths) != 1 or None in widths:
             raise ValueError(f"cannot tell the pooled_output width of {self.handle}: {widths}")
-        return keras.KerasTensor((inputs["input_word_ids"].shape[0], widths.pop()), dtype="float32")
+        batch, length = inputs["input_word_ids"].shape[:2]
+        width = widths.pop()
+        pooled = keras.KerasTensor((batch, width), dtype="float32")
+        if self.return_sequence:
+            return pooled, keras.KerasTensor((batch, length, width), dtype="float32")
+        return pooled
 
     def get_config(self):
-        return {**super().get_config(), "handle": self.handle}
+        return {**super().get_config(), "handle": self.handle, "return_sequence": self.return_sequence}
 
 
 def image_encoder(name: str, image_size: int, weights: str, trainable: bool) -> keras.Model:

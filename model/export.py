@@ -49,15 +49,17 @@ class ServingModule(tf.Module):
         }
 
 
-def tokenizer_for(model, seq_length: int) -> preprocess.PairTokenizer:
-    """The tokenizer matching the model's text encoder (its vocab asset and casing)."""
-    encoder = model.get_layer("text_encoder")
-    return preprocess.PairTokenizer(preprocess.read_vocab(encoder.vocab_file), encoder.do_lower_case, seq_length)
+def tokenizer_for(text_encoder: str, seq_length: int) -> preprocess.PairTokenizer:
+    """The tokenizer matching the text encoder's vocabulary asset and casing."""
+    from model import encoders
+
+    vocab, lowercase = encoders.encoder_vocabulary(text_encoder)
+    return preprocess.PairTokenizer(vocab, lowercase, seq_length)
 
 
-def export(model, path: str, image_size: int, seq_length: int) -> str:
+def export(model, path: str, text_encoder: str, image_size: int, seq_length: int) -> str:
     """Writes the serving SavedModel to `path` and returns it."""
-    module = ServingModule(model, tokenizer_for(model, seq_length), image_size)
+    module = ServingModule(model, tokenizer_for(text_encoder, seq_length), image_size)
     tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
     return path
 

@@ -3,6 +3,7 @@
 Baseline (keras.io "Multimodal entailment"): one image encoder shared by both images, a BERT
 text encoder on the packed pair, each projected to `projection_dims` with one residual GELU
 block and dropout, vision and text projections concatenated, softmax over `features.LABELS`.
+Options: text-only / image-only ablations (`mode`), cross-attention fusion, modality dropout.
 Inputs are built from `features.model_input_specs`, so the model cannot disagree with the
 shards about names, dtypes or shapes.
 """
@@ -16,6 +17,9 @@ import keras
 from model import encoders
 from pipeline import features
 
+MODES = ("multimodal", "text", "image")
+FUSIONS = ("concat", "cross-attention")
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
@@ -27,8 +31,12 @@ class ModelConfig:
       image_weights: `imagenet`, `none`, or a local weights file for the image encoder.
       train_text_encoder: Fine-tune BERT (baseline: frozen).
       train_image_encoder: Fine-tune the image encoder (baseline: frozen).
+      mode: `multimodal`, or the `text` / `image` single-modality ablation.
+      fusion: `concat` (baseline) or `cross-attention` between text tokens and the two images.
+      modality_dropout: Training-time chance of blanking the vision side, and (separately) the text side, of an example.
       projection_dims: Width of each modality's projection.
       dropout_rate: Dropout inside the projection blocks.
+      attention_heads: Heads of the cross-attention fusion.
       image_size: Side of the square input images (must match the shards).
       seq_length: Length of the BERT inputs (must match the shards).
     """
@@ -38,14 +46,28 @@ class ModelConfig:
     image_weights: str = "imagenet"
     train_text_encoder: bool = False
     train_image_encoder: bool = False
+    mode: str = "multimodal"
+    fusion: str = "concat"
+    modality_dropout: float = 0.0
     projection_dims: int = 256
     dropout_rate: float = 0.1
+    attention_heads: int = 4
     image_size: int = 128
     seq_length: int = 128
 
     @property
     def shape(self) -> features.Shape:
         return features.Shape(self.image_size, self.seq_length)
+
+    def check(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"--mode must be one of {MODES}, not {self.mode!r}")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"--fusion must be one of {FUSIONS}, not {self.fusion!r}")
+        if self.fusion == "cross-attention" and self.mode != "multimodal":
+            raise ValueError("--fusion cross-attention needs --mode multimodal")
+        if not 0.0 <= self.modality_dropout < 0.5:
+            raise ValueError("--modality-dropout must be in [0, 0.5)")
 
 
 def project(embeddings, projection_dims: int, dropout_rate: float, name: str):
@@ -58,19 +80,84 @@ def project(embeddings, projection_dims: int, dropout_rate: float, name: str):
     return keras.layers.LayerNormalization(name=f"{name}_norm")(x)
 
 
+@keras.saving.register_keras_serializable(package="multimodal_entailment")
+class ModalityDropout(keras.layers.Layer):
+    """In training, blanks one modality of an example: vision with chance `rate`, else text
+    with chance `rate` (never both), so the model cannot lean on one side alone."""
+
+    def __init__(self, rate: float, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = rate
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=False):
+        vision, text = inputs
+        if not training or self.rate == 0:
+            return vision, text
+        draw = keras.random.uniform((keras.ops.shape(vision)[0], 1), seed=self.seed_generator)
+        keep_vision = keras.ops.cast(draw >= self.rate, vision.dtype)
+        keep_text = keras.ops.cast((draw < self.rate) | (draw >= 2 * self.rate), text.dtype)
+        return vision * keep_vision, text * keep_text
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate}
+
+
+def _cross_attention(image_features, text_sequence, input_mask, config: ModelConfig):
+    """Text tokens attend to the two images and the images attend to the text tokens."""
+    dims, heads = config.projection_dims, config.attention_heads
+    image_tokens = keras.layers.Dense(dims, name="image_tokens")(keras.ops.stack(image_features, axis=1))  # [B, 2, D]
+    text_tokens = keras.layers.Dense(dims, name="text_tokens")(text_sequence)  # [B, L, D]
+    mask = keras.ops.cast(input_mask, "bool")
+    text_attends = keras.layers.MultiHeadAttention(heads, dims // heads, name="text_to_images")(
+        text_tokens, image_tokens
+    )
+    text_tokens = keras.layers.LayerNormalization(name="text_attended_norm")(text_tokens + text_attends)
+    weights = keras.ops.expand_dims(keras.ops.cast(input_mask, text_tokens.dtype), -1)
+    text_pooled = keras.ops.sum(text_tokens * weights, axis=1) / keras.ops.maximum(keras.ops.sum(weights, axis=1), 1.0)
+    image_mask = keras.ops.repeat(keras.ops.expand_dims(mask, 1), 2, axis=1)  # [B, 2, L]
+    images_attend = keras.layers.MultiHeadAttention(heads, dims // heads, name="images_to_text")(
+        image_tokens, text_tokens, attention_mask=image_mask
+    )
+    image_tokens = keras.layers.LayerNormalization(name="images_attended_norm")(image_tokens + images_attend)
+    vision = keras.layers.Flatten(name="images_in_order")(image_tokens)  # Keeps image_1 and image_2 apart.
+    return project(vision, dims, config.dropout_rate, "vision"), project(text_pooled, dims, config.dropout_rate, "text")
+
+
 def create_model(config: ModelConfig) -> keras.Model:
+    config.check()
     specs = features.model_input_specs(config.shape)
     inputs = {key: keras.Input(spec.shape, dtype=spec.dtype.name, name=key) for key, spec in specs.items()}
-    image_encoder = encoders.image_encoder(
-        config.image_encoder, config.image_size, config.image_weights, config.train_image_encoder
-    )
-    vision = keras.layers.Concatenate(name="both_images")(
-        [image_encoder(keras.ops.cast(inputs[key], "float32")) for key in features.IMAGE_KEYS]
-    )
-    vision = project(vision, config.projection_dims, config.dropout_rate, "vision")
-    text_encoder = encoders.HubTextEncoder(config.text_encoder, trainable=config.train_text_encoder, name="text_encoder")
-    text = text_encoder({key: inputs[key] for key in features.TOKEN_KEYS})
-    text = project(text, config.projection_dims, config.dropout_rate, "text")
-    fused = keras.layers.Concatenate(name="fusion")([vision, text])
+    use_images, use_text = config.mode in ("multimodal", "image"), config.mode in ("multimodal", "text")
+    image_features, pooled, sequence = [], None, None
+    if use_images:
+        image_encoder = encoders.image_encoder(
+            config.image_encoder, config.image_size, config.image_weights, config.train_image_encoder
+        )
+        image_features = [image_encoder(keras.ops.cast(inputs[key], "float32")) for key in features.IMAGE_KEYS]
+    if use_text:
+        text_encoder = encoders.HubTextEncoder(
+            config.text_encoder, trainable=config.train_text_encoder,
+            return_sequence=config.fusion == "cross-attention", name="text_encoder",
+        )
+        encoded = text_encoder({key: inputs[key] for key in features.TOKEN_KEYS})
+        pooled, sequence = encoded if config.fusion == "cross-attention" else (encoded, None)
+
+    if config.fusion == "cross-attention":
+        vision, text = _cross_attention(image_features, sequence, inputs["input_mask"], config)
+    else:
+        vision = text = None
+        if use_images:
+            both = keras.layers.Concatenate(name="both_images")(image_features)
+            vision = project(both, config.projection_dims, config.dropout_rate, "vision")
+        if use_text:
+            text = project(pooled, config.projection_dims, config.dropout_rate, "text")
+    if vision is not None and text is not None:
+        if config.modality_dropout:
+            vision, text = ModalityDropout(config.modality_dropout, name="modality_dropout")([vision, text])
+        fused = keras.layers.Concatenate(name="fusion")([vision, text])
+    else:
+        fused = vision if vision is not None else text
     outputs = keras.layers.Dense(len(features.LABELS), activation="softmax", dtype="float32", name="probabilities")(fused)
-    return keras.Model(inputs, outputs, name="multimodal_entailment")
+    # Ablations keep every input (unused ones included), so the same reader and export serve them.
+    return keras.Model(inputs, outputs, name=f"entailment_{config.mode}_{config.fusion}")

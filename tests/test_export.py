@@ -19,8 +19,8 @@ def exported(tiny_bert, tmp_path_factory):
     config = multimodal.ModelConfig(text_encoder=tiny_bert, image_encoder="tiny", image_weights="none",
                                     projection_dims=16, image_size=IMAGE_SIZE, seq_length=SEQ_LENGTH)
     model = multimodal.create_model(config)
-    path = export.export(model, str(tmp_path_factory.mktemp("export") / "serving"), IMAGE_SIZE, SEQ_LENGTH)
-    return model, export.ServingModule(model, export.tokenizer_for(model, SEQ_LENGTH), IMAGE_SIZE), export.load(path)
+    path = export.export(model, str(tmp_path_factory.mktemp("export") / "serving"), tiny_bert, IMAGE_SIZE, SEQ_LENGTH)
+    return model, export.ServingModule(model, export.tokenizer_for(tiny_bert, SEQ_LENGTH), IMAGE_SIZE), export.load(path)
 
 
 def raw_pairs(dataset, count=8):

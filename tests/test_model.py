@@ -54,3 +54,42 @@ def test_second_image_really_reaches_the_model(tiny_bert, shards):
     inputs, _ = next(iter(reader.make_dataset(str(out), "train", features.Shape(IMAGE_SIZE, SEQ_LENGTH), 8, training=False)))
     swapped = dict(inputs, image_2=inputs["image_1"])
     assert np.abs(model(inputs).numpy() - model(swapped).numpy()).max() > 1e-6
+
+
+def batch(shards, size=8):
+    out, _ = shards
+    return next(iter(reader.make_dataset(str(out), "train", features.Shape(IMAGE_SIZE, SEQ_LENGTH), size, training=False)))
+
+
+@pytest.mark.parametrize("mode, ignored", [("text", ("image_1", "image_2")), ("image", ("input_word_ids",))])
+def test_single_modality_ablations_ignore_the_other_modality(tiny_bert, shards, mode, ignored):
+    inputs, _ = batch(shards)
+    model = multimodal.create_model(config(tiny_bert, mode=mode))
+    changed = dict(inputs, **{key: tf.reverse(inputs[key], [0]) for key in ignored})
+    np.testing.assert_allclose(model(inputs).numpy(), model(changed).numpy(), atol=1e-6)
+
+
+def test_cross_attention_fusion_keeps_the_two_images_apart(tiny_bert, shards):
+    inputs, labels = batch(shards)
+    model = multimodal.create_model(config(tiny_bert, fusion="cross-attention"))
+    swapped = dict(inputs, image_1=inputs["image_2"], image_2=inputs["image_1"])
+    assert np.abs(model(inputs).numpy() - model(swapped).numpy()).max() > 1e-6
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    assert np.isfinite(model.train_on_batch(inputs, labels))
+
+
+def test_modality_dropout_blanks_one_side_in_training_only():
+    layer = multimodal.ModalityDropout(0.3, seed=1)
+    vision, text = tf.ones([4000, 2]), tf.ones([4000, 3])
+    kept_vision, kept_text = (x.numpy()[:, 0] for x in layer([vision, text], training=True))
+    assert not np.any((kept_vision == 0) & (kept_text == 0))  # Never both.
+    assert abs((kept_vision == 0).mean() - 0.3) < 0.03 and abs((kept_text == 0).mean() - 0.3) < 0.03
+    same_vision, same_text = layer([vision, text], training=False)
+    assert np.all(same_vision.numpy() == 1) and np.all(same_text.numpy() == 1)
+
+
+def test_bad_model_options_are_refused():
+    with pytest.raises(ValueError, match="cross-attention needs"):
+        multimodal.ModelConfig(mode="text", fusion="cross-attention").check()
+    with pytest.raises(ValueError, match="--mode"):
+        multimodal.ModelConfig(mode="audio").check()

@@ -150,3 +150,22 @@ def test_mirrored_strategy_over_two_devices_matches_one_device(shards, tiny_bert
     assert report["replicas"] == [1, 2]
     assert report["max_update"] > 1e-4  # Training really moved the weights ...
     assert report["max_difference"] < 1e-4  # ... and both ways moved them alike.
+
+
+def test_mixed_precision_cross_attention_and_modality_dropout_train_and_export(shards, tiny_bert, tmp_path):
+    """The options users combine on GPUs run end to end (in a subprocess: the dtype policy is global)."""
+    import subprocess
+    import sys
+
+    out, _ = shards
+    job = tmp_path / "job"
+    result = subprocess.run([
+        sys.executable, "-m", "trainer.task", "--data-dir", str(out), "--job-dir", str(job), "--epochs", "1",
+        "--batch-size", "8", "--text-encoder", tiny_bert, "--image-encoder", "tiny", "--image-weights", "none",
+        "--image-size", str(IMAGE_SIZE), "--seq-length", str(SEQ_LENGTH), "--projection-dims", "16",
+        "--mixed-precision", "--fusion", "cross-attention", "--modality-dropout", "0.1", "--loss", "focal",
+    ], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = json.loads((job / "config.json").read_text())
+    assert config["train"]["mixed_precision"] and config["model"]["fusion"] == "cross-attention"
+    assert (job / "model" / "serving" / "saved_model.pb").exists()

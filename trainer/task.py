@@ -47,6 +47,7 @@ class TrainConfig:
       focal_gamma: Focusing parameter of the focal loss.
       backup_every_steps: Preemption backup interval in steps; 0 backs up once per epoch.
       strategy: `auto`, `default`, `mirrored` or `multiworker`.
+      mixed_precision: Compute in float16 with float32 weights and softmax (GPUs).
       seed: Seed for shuffling and initialisation.
     """
 
@@ -59,6 +60,7 @@ class TrainConfig:
     focal_gamma: float = 2.0
     backup_every_steps: int = 0
     strategy: str = "auto"
+    mixed_precision: bool = False
     seed: int = 0
 
 
@@ -89,6 +91,10 @@ def parse_configs(argv=None) -> tuple[TrainConfig, ModelConfig]:
     train, model = pick(TrainConfig), pick(ModelConfig)
     if train.loss not in ("ce", "weighted-ce", "focal"):
         raise SystemExit(f"error: --loss must be ce, weighted-ce or focal, not {train.loss!r}")
+    try:
+        model.check()
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     return train, model
 
 
@@ -207,6 +213,8 @@ def main(argv=None) -> dict:
     from trainer import evaluation, reader
 
     keras.utils.set_random_seed(train.seed)
+    if train.mixed_precision:
+        keras.mixed_precision.set_dtype_policy("mixed_float16")
     strategy = choose_strategy(train.strategy)
     dirs = output_dirs(train.job_dir)
     print(f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s)")
@@ -256,7 +264,7 @@ def main(argv=None) -> dict:
     if is_chief():
         tf.io.gfile.makedirs(dirs["model"])
         model.save_weights(os.path.join(dirs["model"], "model.weights.h5"))
-        serving_path = export.export(model, os.path.join(dirs["model"], "serving"),
+        serving_path = export.export(model, os.path.join(dirs["model"], "serving"), model_config.text_encoder,
                                      model_config.image_size, model_config.seq_length)
         print(f"exported the serving model to {serving_path}")
         evaluation.plot_confusion_matrices(results, os.path.join(dirs["job"], "confusion_matrix.png"))
