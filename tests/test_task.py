@@ -47,6 +47,10 @@ def test_training_writes_metrics_config_and_weights(shards, dataset, tiny_bert, 
     assert predict.main(argv) == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["label"] in features.LABELS and abs(sum(printed["probabilities"].values()) - 1) < 1e-3
+    assert predict.main(["--model", str(job / "model" / "serving"), "--csv", str(dataset["good_csv"]),
+                         "--images", str(dataset["images"]), "--rows", "3"]) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()[-3:]]
+    assert [p["true_label"] for p in printed] == [row["label"] for row in dataset["good_rows"][:3]]
 
 
 def test_vertex_environment_overrides_job_dir(monkeypatch):
