@@ -53,6 +53,7 @@ test: install
 
 bench: install
 	$(PYTHON) -m benchmarks.preprocessing --out benchmarks/results.md
+	$(PYTHON) -m benchmarks.training --out benchmarks/training.md
 
 clean:
 	rm -rf data out build *.egg-info .pytest_cache
