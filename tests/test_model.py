@@ -93,3 +93,18 @@ def test_bad_model_options_are_refused():
         multimodal.ModelConfig(mode="text", fusion="cross-attention").check()
     with pytest.raises(ValueError, match="--mode"):
         multimodal.ModelConfig(mode="audio").check()
+
+
+def test_resnet50v2_loads_a_local_weights_file(tmp_path):
+    """Air-gapped clusters: ImageNet weights copied in as a file load without any download."""
+    source = encoders.image_encoder("resnet50v2", IMAGE_SIZE, "none", trainable=False)
+    backbone = source.get_layer("resnet50v2")
+    for variable in backbone.weights[:3]:
+        variable.assign(variable + 0.5)  # Make the file's weights distinguishable from a fresh init.
+    path = tmp_path / "resnet50v2.weights.h5"
+    backbone.save_weights(str(path))
+    loaded = encoders.image_encoder("resnet50v2", IMAGE_SIZE, str(path), trainable=False)
+    for expected, actual in zip(backbone.weights, loaded.get_layer("resnet50v2").weights):
+        np.testing.assert_array_equal(expected.numpy(), actual.numpy())
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        encoders.image_encoder("resnet50v2", IMAGE_SIZE, str(tmp_path / "missing.h5"), trainable=False)
