@@ -118,6 +118,14 @@ def beam_job(data_dir: str, out_dir: str, image_size: int, csv_path: str | None 
     return time.perf_counter() - started
 
 
+def write_table(path: str, table: str) -> None:
+    """Writes a benchmark's markdown table and prints it."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(table)
+    print("\n" + table)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.preprocessing", description=__doc__.split("\n")[0])
     parser.add_argument("--data", default="data/bench", help="synthetic data folder, made if absent (default: %(default)s)")
@@ -170,11 +178,7 @@ def main(argv=None) -> int:
     ]
     for name, rate, seconds in results:
         lines.append(f"| {name} | {rate:.1f} | {seconds:.1f} | {rate / baseline:.2f} |")
-    table = "\n".join(lines) + "\n"
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as handle:
-        handle.write(table)
-    print("\n" + table)
+    write_table(args.out, "\n".join(lines) + "\n")
     return 0
 
 

@@ -21,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks.preprocessing import write_table  # noqa: E402
 from model import local_encoders, multimodal  # noqa: E402
 from pipeline import features  # noqa: E402
 from trainer import reader  # noqa: E402
@@ -72,9 +73,7 @@ def main(argv=None) -> int:
         f"| batches held in memory | {memory_rate:.1f} | 1.00 |\n"
         f"| trainer reader over the shards | {reader_rate:.1f} | {reader_rate / memory_rate:.2f} |\n"
     )
-    with open(args.out, "w", encoding="utf-8") as handle:
-        handle.write(table)
-    print("\n" + table)
+    write_table(args.out, table)
     return 0
 
 
