@@ -12,15 +12,25 @@ speed drifts. Rows:
   and this project's decode (DCT scaling for large JPEGs, plus resize), AUTOTUNE.
 - trainer reader: `trainer.reader.make_dataset` over the job's shards, i.e. what each training
   epoch costs once preprocessing is done (issue target: at least 15x the notebook).
-- Beam job: `python -m pipeline.run` as users run it (DirectRunner, one worker thread per core,
-  validating, decoding, tokenizing, splitting, writing GZIP shards), wall clock including
-  start-up, and the same per row after subtracting a 1-row run's fixed start-up cost.
+- Beam job: `pipeline.run` with the options users get by default (validating, decoding,
+  tokenizing, splitting, writing GZIP shards, metadata), called in this process, so that like
+  the notebook rows it excludes the interpreter start and the TensorFlow import; and the same
+  job as a command (`python -m pipeline.run`), which adds them.
+- per format: ms per image, one image at a time, of the notebook's decode + resize and of
+  ours, which shows where the Beam job can and cannot gain (DCT scaling only helps baseline
+  JPEGs); then the notebook against the job again on baseline JPEGs only.
+
+The notebook (AUTOTUNE) and the in-process Beam job are each run `--repeats` times,
+alternating, and the fastest run of each is reported, so that a slow spell of the machine
+does not land on one side only.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import io
 import os
 import subprocess
 import sys
@@ -80,6 +90,14 @@ def notebook_pipeline(pairs, tokenizer, image_size: int, parallel) -> tf.data.Da
     return dataset.map(load, num_parallel_calls=parallel).batch(BATCH_SIZE).prefetch(tf.data.AUTOTUNE)
 
 
+def notebook_seconds(pairs, tokenizer, image_size: int, parallel) -> float:
+    """One notebook epoch, construction included (tf.data traces the map function then)."""
+    started = time.perf_counter()
+    dataset = notebook_pipeline(pairs, tokenizer, image_size, parallel)
+    built = time.perf_counter() - started
+    return built + time_dataset(dataset)[0]
+
+
 def decode_only(pairs, decoder) -> tf.data.Dataset:
     def load(sample):
         return {
@@ -105,17 +123,86 @@ def read_shards(shard_dir: str, image_size: int, epochs: int = 3) -> tuple[float
     return time_dataset(dataset.take(steps * epochs))
 
 
-def beam_job(data_dir: str, out_dir: str, image_size: int, csv_path: str | None = None) -> float:
-    command = [
-        sys.executable, "-m", "pipeline.run",
+def job_argv(data_dir: str, out_dir: str, image_size: int, csv_path: str | None = None) -> list[str]:
+    return [
         "--csv", csv_path or os.path.join(data_dir, "tweets.csv"),
         "--images", os.path.join(data_dir, "images"),
         "--vocab", os.path.join(data_dir, "vocab.txt"),
         "--out", out_dir, "--image-size", str(image_size), "--overwrite",
     ]
+
+
+def beam_job(argv: list[str]) -> float:
+    """Seconds for the job called in this process (progress output silenced)."""
+    from pipeline import run
+
     started = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull), contextlib.redirect_stderr(devnull):
+        metadata = run.run(argv)
+    seconds = time.perf_counter() - started
+    assert metadata["rows_read"] == metadata["examples_written"] + metadata["rows_rejected"]
+    return seconds
+
+
+def beam_command(argv: list[str]) -> float:
+    """Seconds for `python -m pipeline.run` as a new process (interpreter + imports included)."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "pipeline.run", *argv], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - started
+
+
+def per_format_costs(data_dir: str, image_size: int, per_format: int = 30) -> list[tuple[str, int, float, float]]:
+    """(format, images, notebook ms/image, ours ms/image): decode + resize, one image at a time."""
+    from PIL import Image
+
+    groups: dict[str, list[bytes]] = {}
+    images = os.path.join(data_dir, "images")
+    for name in sorted(os.listdir(images)):
+        with open(os.path.join(images, name), "rb") as handle:
+            data = handle.read()
+        with Image.open(io.BytesIO(data)) as image:
+            kind = f"{image.format} {image.mode}" + (" progressive" if image.info.get("progressive") else "")
+        if len(groups.setdefault(kind, [])) < per_format:
+            groups[kind].append(data)
+    notebook = tf.function(lambda data: tf.reduce_max(tf.image.resize(tf.io.decode_image(data, channels=3, expand_animations=False), (image_size, image_size))))
+    ours = tf.function(lambda data: tf.reduce_max(preprocess.decode_image(data, image_size)), autograph=False)
+    results = []
+    with tf.device("/cpu:0"):
+        for kind, datas in sorted(groups.items()):
+            costs = []
+            for fn in (notebook, ours):
+                fn(tf.constant(datas[0]))
+                started = time.perf_counter()
+                for data in datas:
+                    fn(tf.constant(data))
+                costs.append((time.perf_counter() - started) / len(datas) * 1000)
+            results.append((kind, len(datas), *costs))
+    return results
+
+
+def jpeg_only_table(args, pairs: int) -> list[str]:
+    """The notebook (AUTOTUNE) against the job on baseline JPEGs only, where DCT scaling applies."""
+    if not os.path.exists(os.path.join(args.jpeg_data, "tweets.csv")):
+        print(f"generating {pairs} baseline-JPEG pairs into {args.jpeg_data} ...", flush=True)
+        synthetic.generate(args.jpeg_data, pairs, seed=0, ratios=(109, 109, 1182), kinds=("jpeg",))
+    data = load_pairs(args.jpeg_data)
+    tokenizer = preprocess.PairTokenizer(preprocess.read_vocab(os.path.join(args.jpeg_data, "vocab.txt")), True, 128)
+    with tempfile.TemporaryDirectory() as scratch:
+        argv = job_argv(args.jpeg_data, scratch, args.image_size)
+        notebook_runs, job_runs = [], []
+        for _ in range(args.repeats):
+            notebook_runs.append(notebook_seconds(data, tokenizer, args.image_size, tf.data.AUTOTUNE))
+            job_runs.append(beam_job(argv))
+    notebook, job = min(notebook_runs), min(job_runs)
+    print(f"baseline JPEGs only: notebook {pairs / notebook:.1f} rows/s, Beam job {pairs / job:.1f} rows/s", flush=True)
+    return [
+        f"The same two on {pairs} pairs of baseline JPEGs only (`python -m pipeline.synthetic --formats jpeg`), where DCT scaling applies:",
+        "",
+        "| what | rows/s | seconds | × notebook (AUTOTUNE) |",
+        "|---|---:|---:|---:|",
+        f"| notebook input pipeline, `map(num_parallel_calls=AUTOTUNE)` | {pairs / notebook:.1f} | {notebook:.1f} | 1.00 |",
+        f"| Beam job in this process | {pairs / job:.1f} | {job:.1f} | {notebook / job:.2f} |",
+    ]
 
 
 def write_table(path: str, table: str) -> None:
@@ -133,6 +220,8 @@ def main(argv=None) -> int:
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--shards", default="data/bench_shards", help="where the Beam job writes (default: %(default)s)")
     parser.add_argument("--out", default="benchmarks/results.md", help="markdown table (default: %(default)s)")
+    parser.add_argument("--jpeg-data", default="data/bench_jpeg", help="baseline-JPEG-only data, made if absent; '' skips (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=2, help="alternating runs of the notebook and the job; fastest kept (default: %(default)s)")
     args = parser.parse_args(argv)
 
     if not os.path.exists(os.path.join(args.data, "tweets.csv")):
@@ -142,19 +231,25 @@ def main(argv=None) -> int:
     n = len(pairs["label"])
     tokenizer = preprocess.PairTokenizer(preprocess.read_vocab(os.path.join(args.data, "vocab.txt")), True, 128)
     size_mb = sum(os.path.getsize(p) for p in pairs["image_1"] + pairs["image_2"]) / 1e6
-
     results = []
 
     def record(name, seconds, count):
         results.append((name, count / seconds, seconds))
         print(f"{name}: {count / seconds:.1f} rows/s ({seconds:.1f}s)", flush=True)
 
-    record("notebook input pipeline, `map` without parallel calls", *time_dataset(notebook_pipeline(pairs, tokenizer, args.image_size, None)))
-    record("notebook input pipeline, `map(num_parallel_calls=AUTOTUNE)`", *time_dataset(notebook_pipeline(pairs, tokenizer, args.image_size, tf.data.AUTOTUNE)))
+    record("notebook input pipeline, `map` without parallel calls", notebook_seconds(pairs, tokenizer, args.image_size, None), n)
+    argv = job_argv(args.data, args.shards, args.image_size)
+    notebook_runs, job_runs = [], []
+    for _ in range(args.repeats):
+        notebook_runs.append(notebook_seconds(pairs, tokenizer, args.image_size, tf.data.AUTOTUNE))
+        job_runs.append(beam_job(argv))
+        print(f"notebook AUTOTUNE {n / notebook_runs[-1]:.1f} rows/s, Beam job {n / job_runs[-1]:.1f} rows/s", flush=True)
+    record("notebook input pipeline, `map(num_parallel_calls=AUTOTUNE)`", min(notebook_runs), n)
     full = lambda data: tf.io.decode_image(data, channels=3, expand_animations=False)  # noqa: E731
     record("decode only: full decode of both images (AUTOTUNE)", *time_dataset(decode_only(pairs, full)))
     ours = lambda data: preprocess.decode_image(data, args.image_size)  # noqa: E731
-    record("decode only: this project's decode + resize (DCT scaling, AUTOTUNE)", *time_dataset(decode_only(pairs, ours)))
+    record("decode only: this project's decode + antialiased resize (DCT scaling, AUTOTUNE)", *time_dataset(decode_only(pairs, ours)))
+    record("Beam job in this process: validate + decode + tokenize + split + write GZIP shards + metadata", min(job_runs), n)
 
     with tempfile.TemporaryDirectory() as scratch:
         one_row = os.path.join(scratch, "one.csv")
@@ -162,11 +257,10 @@ def main(argv=None) -> int:
             reader, writer = csv.reader(src), csv.writer(dst)
             writer.writerow(next(reader))
             writer.writerow(next(reader))
-        startup = beam_job(args.data, os.path.join(scratch, "one"), args.image_size, one_row)
-        wall = beam_job(args.data, args.shards, args.image_size)
-        record("Beam job end to end (DirectRunner, 2 worker threads, validate + decode + tokenize + split + write)", wall, n)
-        record(f"Beam job, per row after its fixed start-up ({startup:.1f}s for a 1-row run)", max(wall - startup, 1e-9), n)
-        record("trainer reader over the shards (train split, 3 epochs, batch 32)", *read_shards(args.shards, args.image_size))
+        startup = beam_job(job_argv(args.data, os.path.join(scratch, "one"), args.image_size, one_row))
+    record(f"same, its fixed cost alone (a 1-row run: {startup:.1f}s) taken out", max(min(job_runs) - startup, 1e-9), n)
+    record("same job as a command, `python -m pipeline.run` (adds interpreter start and TF import)", beam_command(argv), n)
+    record("trainer reader over the shards (train split, 3 epochs, batch 32)", *read_shards(args.shards, args.image_size))
 
     baseline = results[1][1]
     lines = [
@@ -178,6 +272,17 @@ def main(argv=None) -> int:
     ]
     for name, rate, seconds in results:
         lines.append(f"| {name} | {rate:.1f} | {seconds:.1f} | {rate / baseline:.2f} |")
+    lines += [
+        "",
+        "Decode + resize cost per image and format, one image at a time (ms/image; the notebook resizes without antialiasing):",
+        "",
+        "| format | images | notebook | this project | × notebook speed |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for kind, count, notebook_ms, ours_ms in per_format_costs(args.data, args.image_size):
+        lines.append(f"| {kind} | {count} | {notebook_ms:.1f} | {ours_ms:.1f} | {notebook_ms / ours_ms:.2f} |")
+    if args.jpeg_data:
+        lines += ["", *jpeg_only_table(args, n)]
     write_table(args.out, "\n".join(lines) + "\n")
     return 0
 

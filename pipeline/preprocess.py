@@ -43,13 +43,17 @@ def _read_uint(data: tf.Tensor, position, width: int, little_endian) -> tf.Tenso
     position = tf.cast(position, tf.int32)
     chunk = tf.strings.substr(data, position, tf.fill(tf.shape(position), width))
     chunk = tf.strings.substr(tf.strings.join([chunk, tf.constant(b"\0" * width)]), 0, width)
-    digits = tf.cast(tf.io.decode_raw(chunk, tf.uint8), tf.int64)
+    digits = tf.cast(tf.io.decode_raw(chunk, tf.uint8, fixed_length=width), tf.int64)
     big = tf.constant([256 ** (width - 1 - i) for i in range(width)], tf.int64)
     weights = tf.where(tf.cast(little_endian, tf.bool), tf.reverse(big, [0]), big)
     return tf.reduce_sum(digits * weights, axis=-1)
 
 
 def _starts_with(data: tf.Tensor, prefix: bytes, position=0) -> tf.Tensor:
+    """Whether `prefix` is at `position`; False (not an error) past the end."""
+    if isinstance(position, int):
+        return tf.equal(tf.strings.substr(data, position, len(prefix)), prefix)
+    position = tf.clip_by_value(tf.cast(position, tf.int32), 0, tf.strings.length(data))
     return tf.equal(tf.strings.substr(data, position, len(prefix)), prefix)
 
 
@@ -98,11 +102,15 @@ def image_dimensions(data: tf.Tensor) -> tf.Tensor:
 # EXIF orientation (JPEG APP1 segment → TIFF IFD0 tag 0x0112), read with string ops.
 # ---------------------------------------------------------------------------------------------
 
-_MAX_JPEG_SEGMENTS = 64
 _MAX_IFD_ENTRIES = 64
+_EXIF_HEADER = b"Exif\0\0"
+# APP1 segments are at most 64 KiB and come before the image data, near the start of the file.
+_EXIF_SEARCH_BYTES = 1 << 17
 
 
 def _tiff_orientation(data: tf.Tensor, tiff_start: tf.Tensor) -> tf.Tensor:
+    """Orientation tag of the TIFF block at `tiff_start`; 1 if the block or the tag is not there."""
+    tiff_start = tf.cast(tiff_start, tf.int64)
     little = _starts_with(data, b"II", tf.cast(tiff_start, tf.int32))
     valid = little | _starts_with(data, b"MM", tf.cast(tiff_start, tf.int32))
     ifd = tiff_start + _read_uint(data, tiff_start + 4, 4, little)
@@ -111,36 +119,30 @@ def _tiff_orientation(data: tf.Tensor, tiff_start: tf.Tensor) -> tf.Tensor:
     tags = _read_uint(data, entries, 2, little)
     values = _read_uint(data, entries + 8, 2, little)
     found = tf.boolean_mask(values, tf.equal(tags, 0x0112))
-    orientation = tf.cond(tf.size(found) > 0, lambda: found[0], lambda: tf.constant(1, tf.int64))
+    orientation = tf.concat([found, tf.constant([1], tf.int64)], 0)[0]
     return tf.where(valid & (orientation >= 1) & (orientation <= 8), orientation, 1)
 
 
 def exif_orientation(data: tf.Tensor) -> tf.Tensor:
-    """EXIF orientation (1..8) of a JPEG; 1 (upright) when absent or not a JPEG."""
-    size = tf.cast(tf.strings.length(data), tf.int64)
+    """EXIF orientation (1..8) of a JPEG; 1 (upright) when absent or not a JPEG.
 
-    def keep_going(position, orientation, done):
-        return tf.logical_not(done) & (position + 4 <= size)
-
-    def next_segment(position, orientation, done):
-        marker = _read_uint(data, position, 2, False)
-        length = _read_uint(data, position + 2, 2, False)
-        is_exif = tf.equal(marker, 0xFFE1) & _starts_with(
-            data, b"Exif\0\0", tf.cast(position + 4, tf.int32)
-        )
-        orientation = tf.cond(
-            is_exif, lambda: _tiff_orientation(data, position + 10), lambda: orientation
-        )
-        not_a_marker = tf.not_equal(marker // 256, 0xFF)
-        image_data_starts = tf.equal(marker, 0xFFDA) | tf.equal(marker, 0xFFD9)
-        done = is_exif | not_a_marker | image_data_starts
-        return position + 2 + length, orientation, done
-
-    start = (tf.constant(2, tf.int64), tf.constant(1, tf.int64), tf.logical_not(_starts_with(data, b"\xff\xd8")))
-    _, orientation, _ = tf.while_loop(
-        keep_going, next_segment, start, maximum_iterations=_MAX_JPEG_SEGMENTS
+    One string search instead of a graph loop over the segment list: the first "Exif\\0\\0"
+    in the file's head counts when the APP1 marker FFE1 and a length precede it. Entropy-coded
+    data cannot fake that (every FF there is followed by 00 or a restart code); a comment
+    quoting those bytes ahead of the real segment would hide the orientation (tested).
+    """
+    head = tf.strings.substr(data, 0, _EXIF_SEARCH_BYTES)
+    parts = tf.strings.split(head, sep=_EXIF_HEADER, maxsplit=1)
+    position = tf.cast(tf.strings.length(parts[0]), tf.int64)  # Of "Exif\0\0", if found.
+    marker = _read_uint(data, position - 4, 2, False)
+    found = (
+        tf.equal(tf.size(parts), 2)
+        & tf.equal(marker, 0xFFE1)
+        & (position >= 6)
+        & _starts_with(data, b"\xff\xd8")
     )
-    return orientation
+    orientation = _tiff_orientation(data, position + len(_EXIF_HEADER))
+    return tf.where(found, orientation, tf.constant(1, tf.int64))
 
 
 def apply_orientation(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
@@ -329,7 +331,7 @@ class PairTokenizer(tf.Module):
         self._trimmer = text.RoundRobinTrimmer(max_seq_length=seq_length - 3)
         self._text = text
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)] * 2)
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)] * 2, autograph=False)
     def __call__(self, text_1: tf.Tensor, text_2: tf.Tensor) -> dict[str, tf.Tensor]:
         segments = [self._wordpiece.tokenize(text_1), self._wordpiece.tokenize(text_2)]
         segments = self._trimmer.trim(segments)
@@ -369,7 +371,7 @@ class HubPairTokenizer(tf.Module):
         self.lowercase = bool(upper == lower)
         self.fingerprint = vocab_fingerprint(vocab, self.lowercase)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)] * 2)
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)] * 2, autograph=False)
     def __call__(self, text_1: tf.Tensor, text_2: tf.Tensor) -> dict[str, tf.Tensor]:
         segments = [self._preprocessor.tokenize(text_1), self._preprocessor.tokenize(text_2)]
         packed = self._preprocessor.bert_pack_inputs(segments, seq_length=self.seq_length)
@@ -395,6 +397,12 @@ class TokenizerSource:
         if vocab_path:
             return cls(vocab=tuple(read_vocab(vocab_path)), lowercase=lowercase)
         return cls(hub_handle=hub_handle or DEFAULT_PREPROCESS_HANDLE)
+
+    def fingerprint(self, seq_length: int) -> str:
+        """The vocabulary fingerprint; a local vocabulary needs no tokenizer built for it."""
+        if self.vocab is not None:
+            return vocab_fingerprint(self.vocab, self.lowercase)
+        return self.load(seq_length).fingerprint
 
     def load(self, seq_length: int):
         """A `PairTokenizer` or `HubPairTokenizer` (same call contract)."""

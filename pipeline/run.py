@@ -1,6 +1,6 @@
 """`make shards`: tweet-pair CSV + images folder → TFRecord shards, metadata.json, rejected.jsonl.
 
-Locally (DirectRunner on every core, the default):
+Locally (Beam's FnApiRunner in this process, decoding on every core; the default):
 
     python -m pipeline.run --csv data/demo/tweets.csv --images data/demo/images \\
         --vocab data/demo/vocab.txt --out data/shards
@@ -65,6 +65,7 @@ def define_flags() -> argparse.ArgumentParser:
     parser.add_argument("--eval-shards", type=int, default=1, help="val and test shard files each (default: %(default)s)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="reject larger images (default: %(default)s)")
     parser.add_argument("--jpeg-quality", type=int, default=features.STORAGE_JPEG_QUALITY, help="quality of stored images (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=0, help="image read/decode threads per worker process (default: one per core)")
     parser.add_argument("--overwrite", action="store_true", help="replace shards already in --out")
     return parser
 
@@ -82,6 +83,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UsageError("--test-fraction and --val-fraction must be in [0, 1)")
     if args.train_shards < 1 or args.eval_shards < 1:
         raise UsageError("--train-shards and --eval-shards must be at least 1")
+    if args.threads < 0:
+        raise UsageError("--threads must be 0 (one per core) or more")
     if not 1 <= args.jpeg_quality <= 100:
         raise UsageError("--jpeg-quality must be in 1..100")
 
@@ -153,10 +156,10 @@ def prepare_output(out_dir: str, overwrite: bool) -> None:
 
 
 def load_tokenizer_source(args: argparse.Namespace) -> tuple[TokenizerSource, str]:
-    """Reads the vocabulary once and proves the tokenizer loads here, before workers try."""
+    """Reads the vocabulary (or loads the Hub model) once here, so a bad source fails before workers try."""
     try:
         source = TokenizerSource.from_flags(args.vocab, not args.cased, args.preprocess_handle)
-        fingerprint = source.load(args.seq_length).fingerprint
+        fingerprint = source.fingerprint(args.seq_length)
     except Exception as error:  # noqa: BLE001  Hub/IO/format errors all mean "cannot tokenize".
         hint = "" if args.vocab else " (no network? pass --vocab PATH to a local vocab.txt)"
         raise UsageError(f"cannot load the tokenizer: {str(error).splitlines()[0]}{hint}") from None
@@ -164,22 +167,22 @@ def load_tokenizer_source(args: argparse.Namespace) -> tuple[TokenizerSource, st
 
 
 def pipeline_options(beam_args: list[str]):
-    """Standard Beam options; without --runner, the DirectRunner with one thread per core.
+    """Standard Beam options; without --runner, Beam's local FnApiRunner in this process.
 
-    Threads rather than processes: TF ops release the GIL, and one process imports TensorFlow
-    once instead of once per worker and passes no data between processes (measured: 12% faster
-    end to end on 1,400 pairs with 2 cores). `--direct_running_mode=multi_processing` still works.
+    One process, one bundle thread: `PreprocessFn` keeps every core busy with its own decode
+    thread pool (TF ops release the GIL), so Beam's worker threads or processes would only add
+    hand-over costs (measured in `make bench`). The runner is named outright because Beam
+    2.77's `DirectRunner` first tries to download and start the Prism runner (a Go binary from
+    GitHub), which makes local runs depend on the network. `--runner=DirectRunner` still works.
     """
     from apache_beam.options.pipeline_options import PipelineOptions
 
     if not any(arg.startswith("--default_sdk_harness_log_level") for arg in beam_args):
         beam_args = ["--default_sdk_harness_log_level=WARNING"] + beam_args
     if not any(arg.startswith("--runner") for arg in beam_args):
-        beam_args = [
-            "--runner=DirectRunner",
-            f"--direct_num_workers={os.cpu_count() or 1}",
-            "--direct_running_mode=multi_threading",
-        ] + beam_args
+        beam_args = ["--runner=FnApiRunner"] + beam_args
+        if not any(arg.startswith("--direct_running_mode") for arg in beam_args):
+            beam_args += ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
     return PipelineOptions(beam_args)
 
 
@@ -229,6 +232,7 @@ def run(argv: list[str] | None = None, test_pipeline=None) -> dict:
         eval_shards=args.eval_shards,
         csv_sha256=csv_sha256,
         vocab_fingerprint=fingerprint,
+        threads=args.threads,
     )
     started = time.monotonic()
     pipeline = test_pipeline or beam.Pipeline(options=pipeline_options(beam_args))

@@ -206,10 +206,18 @@ def vocabulary() -> list[str]:
 
 
 def generate(out_dir: str, pairs: int, seed: int, ratios: tuple[float, float, float],
-             min_side: int = 600, max_side: int = 2048, log_every: float = 5.0) -> dict[str, int]:
-    """Writes tweets.csv, images/ and vocab.txt under out_dir; returns label counts."""
+             min_side: int = 600, max_side: int = 2048, log_every: float = 5.0,
+             kinds: tuple[str, ...] | None = None) -> dict[str, int]:
+    """Writes tweets.csv, images/ and vocab.txt under out_dir; returns label counts.
+
+    `kinds` keeps only those entries of FORMATS (e.g. ("jpeg",) for baseline JPEGs only, which
+    the benchmark uses to show what DCT scaling does); None keeps the tweet-like mix.
+    """
     if pairs < 1:
         raise ValueError("--pairs must be at least 1")
+    formats = [entry for entry in FORMATS if kinds is None or entry[0] in kinds]
+    if not formats:
+        raise ValueError(f"--formats must name some of {sorted({kind for kind, _, _ in FORMATS})}")
     if not 16 <= min_side <= max_side:
         raise ValueError("image sides must satisfy 16 <= --min-side <= --max-side")
     rng = random.Random(seed)
@@ -243,7 +251,7 @@ def generate(out_dir: str, pairs: int, seed: int, ratios: tuple[float, float, fl
             row = []
             for side in range(2):
                 tweet_id = new_id()
-                kind, mode, _ = rng.choices(FORMATS, weights=[w for _, _, w in FORMATS])[0]
+                kind, mode, _ = rng.choices(formats, weights=[w for _, _, w in formats])[0]
                 image = _scene_image(rng, scenes[side], rng.randint(min_side, max_side), kind.startswith("jpeg"))
                 data, extension = _encode(rng, image, kind, mode)
                 with open(os.path.join(image_dir, f"{tweet_id}.{extension}"), "wb") as image_file:
@@ -269,11 +277,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="relative class frequencies (default: the real set's 109 109 1182)")
     parser.add_argument("--min-side", type=int, default=600, help="smallest long image side in px (default: %(default)s)")
     parser.add_argument("--max-side", type=int, default=2048, help="largest long image side in px (default: %(default)s)")
+    parser.add_argument("--formats", nargs="+", choices=sorted({kind for kind, _, _ in FORMATS}),
+                        help="only these image kinds (default: the tweet-like mix of all)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     started = time.monotonic()
     try:
-        counts = generate(args.out, args.pairs, args.seed, tuple(args.ratios), args.min_side, args.max_side)
+        counts = generate(args.out, args.pairs, args.seed, tuple(args.ratios), args.min_side, args.max_side,
+                          kinds=tuple(args.formats) if args.formats else None)
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

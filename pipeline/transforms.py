@@ -6,6 +6,8 @@ Tests drive the composites on literal rows with `TestPipeline`.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import csv
 import dataclasses
 import hashlib
@@ -22,6 +24,7 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindows
 
 from pipeline import __version__, features, rows
 from pipeline.preprocess import DEFAULT_MAX_PIXELS, TokenizerSource
@@ -48,6 +51,7 @@ class JobSettings:
       eval_shards: Number of val and of test shard files.
       csv_sha256: Digest of the input CSV, recorded in metadata.json.
       vocab_fingerprint: The tokenizer's fingerprint, computed once by the driver.
+      threads: Image read/decode threads per worker process; 0 means one per core.
     """
 
     images_dir: str
@@ -63,6 +67,7 @@ class JobSettings:
     eval_shards: int = 1
     csv_sha256: str = ""
     vocab_fingerprint: str = ""
+    threads: int = 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,8 +168,25 @@ def tf_error_summary(message: str) -> str:
     return message.strip()[:200]
 
 
+@dataclasses.dataclass
+class _InFlight:
+    """A row whose images are being read and decoded by the pool; its tokens are ready."""
+
+    record: rows.Record
+    tokens: dict
+    images: "concurrent.futures.Future"
+
+
 class PreprocessFn(beam.DoFn):
-    """`Record` → `Encoded` (decode, resize, re-encode both images; pack the text pair)."""
+    """`Record` → `Encoded` (decode, resize and re-encode both images; pack the text pair).
+
+    Work is batched so that one worker process keeps every core busy: a thread pool reads and
+    decodes images (TF ops release the GIL; remote reads overlap too) while this thread
+    tokenizes the next batch in one call and serializes finished rows. Outputs keep input order
+    within a bundle; a bad image rejects its row and nothing else.
+    """
+
+    BATCH_ROWS = 32
 
     def __init__(self, settings: JobSettings):
         self._settings = settings
@@ -179,26 +201,38 @@ class PreprocessFn(beam.DoFn):
         self._tf = tf
         self._tokenizer = self._settings.tokenizer.load(shape.seq_length)
 
-        @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+        @tf.function(input_signature=[tf.TensorSpec([], tf.string)], autograph=False)  # No Python control flow to convert.
         def resize_and_store(data):
             image = preprocess.decode_image(data, shape.image_size, max_pixels)
             return preprocess.encode_for_storage(image, quality)
 
-        self._resize_and_store = resize_and_store
+        self._resize_and_store = resize_and_store.get_concrete_function()  # Traced once, here.
+        threads = self._settings.threads or os.cpu_count() or 1
+        self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="decode")
         self._progress = _Progress("preprocess")
         images_dir = self._settings.images_dir
         self._local_root = None if "://" in images_dir else os.path.realpath(images_dir)
 
-    def _read(self, record: rows.Record, name: str) -> bytes:
+    def teardown(self):
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def start_bundle(self):
+        self._batch: list[rows.Record] = []
+        self._in_flight: collections.deque[_InFlight] = collections.deque()
+
+    def _read(self, name: str) -> bytes:
         path = FileSystems.join(self._settings.images_dir, name)
         if self._local_root is not None:
             real = os.path.realpath(path)
             if not real.startswith(self._local_root + os.sep):
                 raise rows.RowError("path_traversal", f"{name} resolves outside the images folder")
-        if not FileSystems.exists(path):
-            raise rows.RowError("missing_image", f"no image file {path}")
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            data = handle.read()
+        try:
+            with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+                data = handle.read()
+        except Exception:  # noqa: BLE001  Each file system has its own "not found" error.
+            if FileSystems.exists(path):
+                raise
+            raise rows.RowError("missing_image", f"no image file {path}") from None
         if not data:
             raise rows.RowError("empty_image", f"image file {path} is empty")
         return data
@@ -206,29 +240,69 @@ class PreprocessFn(beam.DoFn):
     def _store(self, data: bytes, name: str) -> bytes:
         """Decoded, resized, re-encoded image; decode errors become a rejection reason."""
         try:
-            return self._resize_and_store(data).numpy()
+            return self._resize_and_store(self._tf.constant(data)).numpy()
         except self._tf.errors.InvalidArgumentError as error:
             message = tf_error_summary(error.message)
             too_large = "more than" in message or "too many pixels" in message
             raise rows.RowError("image_too_large" if too_large else "undecodable_image", f"{name}: {message}") from None
 
-    def process(self, record: rows.Record):
-        self._progress.tick()
+    def _images(self, record: rows.Record) -> tuple[list[bytes], int] | rows.RowError:
+        """Runs in the pool: both images read, digested and stored, or the row's error."""
         try:
             stored, digest = [], 0
             for name in record.image_files:
-                data = self._read(record, name)
+                data = self._read(name)
                 digest ^= int.from_bytes(hashlib.sha256(data).digest()[:8], "big")
                 stored.append(self._store(data, name))
+            return stored, digest
         except rows.RowError as error:
-            Metrics.counter("rows", "rejected_" + error.reason).inc()
-            yield beam.pvalue.TaggedOutput(REJECTED, rows.Rejection.of(record, error.reason, str(error)))
+            return error
+
+    def _start_batch(self):
+        """Tokenizes the buffered rows in one call and hands their images to the pool."""
+        if not self._batch:
             return
-        tokens = self._tokenizer(self._tf.constant([record.texts[0]]), self._tf.constant([record.texts[1]]))
-        tokens = {key: value.numpy()[0] for key, value in tokens.items()}
-        example = features.to_example(record.ids, record.texts, stored, tokens, record.label, self._settings.shape)
+        tf = self._tf
+        tokens = self._tokenizer(
+            tf.constant([record.texts[0] for record in self._batch]),
+            tf.constant([record.texts[1] for record in self._batch]),
+        )
+        tokens = {key: value.numpy() for key, value in tokens.items()}
+        for index, record in enumerate(self._batch):
+            row_tokens = {key: value[index] for key, value in tokens.items()}
+            self._in_flight.append(_InFlight(record, row_tokens, self._pool.submit(self._images, record)))
+        self._batch = []
+
+    def _finish(self, row: _InFlight):
+        """The row's output: an `Encoded`, or a tagged `Rejection`."""
+        self._progress.tick()
+        result = row.images.result()
+        record = row.record
+        if isinstance(result, rows.RowError):
+            Metrics.counter("rows", "rejected_" + result.reason).inc()
+            return beam.pvalue.TaggedOutput(REJECTED, rows.Rejection.of(record, result.reason, str(result)))
+        stored, digest = result
+        example = features.to_example(record.ids, record.texts, stored, row.tokens, record.label, self._settings.shape)
         Metrics.counter("rows", "written").inc()
-        yield Encoded(record.pair_key, record.label, example.SerializeToString(deterministic=True), digest)
+        return Encoded(record.pair_key, record.label, example.SerializeToString(deterministic=True), digest)
+
+    def process(self, record: rows.Record):
+        self._batch.append(record)
+        if len(self._batch) >= self.BATCH_ROWS:
+            self._start_batch()
+        # Two batches in flight: the pool decodes one while this thread finishes the other.
+        while len(self._in_flight) > 2 * self.BATCH_ROWS:
+            yield self._finish(self._in_flight.popleft())
+
+    def finish_bundle(self):
+        self._start_batch()
+        while self._in_flight:
+            output = self._finish(self._in_flight.popleft())
+            # Outputs of finish_bundle need a window; this job only uses the global window.
+            if isinstance(output, beam.pvalue.TaggedOutput):
+                yield beam.pvalue.TaggedOutput(output.tag, GlobalWindows.windowed_value(output.value))
+            else:
+                yield GlobalWindows.windowed_value(output)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -132,6 +132,7 @@ def test_same_output_with_two_worker_processes(shards, dataset, tmp_path):
         ({"--out": "/proc/not-writable"}, "is not writable"),
         ({"--vocab": "/nonexistent/vocab.txt"}, "cannot load the tokenizer"),
         ({"--seq-length": "2"}, "--seq-length must be at least 5"),
+        ({"--threads": "-1"}, "--threads must be 0"),
     ],
 )
 def test_bad_invocation_is_one_clear_error_line(change, message, dataset, tmp_path, capsys):

@@ -95,6 +95,23 @@ def test_exif_orientation_matches_pillow(orientation):
     assert np.mean(np.abs((ours[..., 0] > 128).astype(int) - (expected[..., 0] > 128).astype(int))) < 0.05
 
 
+def _segment(marker: int, payload: bytes) -> bytes:
+    return bytes([0xFF, marker]) + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+def test_exif_is_found_behind_other_segments_and_not_in_comments():
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    with_exif = encode(top_band_image(), "JPEG", exif=exif.tobytes())
+    plain = encode(top_band_image(), "JPEG")
+    # An XMP APP1 and a comment that mentions "Exif\0\0" ahead of the real EXIF segment.
+    xmp = _segment(0xE1, b"http://ns.adobe.com/xap/1.0/\0<x:xmpmeta/>")
+    comment = _segment(0xFE, b"copied from Exif\0\0 data")
+    assert preprocess.exif_orientation(tf.constant(with_exif[:2] + xmp + with_exif[2:])).numpy() == 6
+    # A comment is not an EXIF segment: no orientation is read from it.
+    assert preprocess.exif_orientation(tf.constant(plain[:2] + comment + plain[2:])).numpy() == 1
+
+
 def test_large_jpeg_uses_dct_scaling_and_matches_full_decode():
     big = Image.fromarray(np.kron(np.random.default_rng(0).integers(0, 255, (16, 12, 3)), np.ones((64, 64, 1))).astype(np.uint8))
     data = encode(big, "JPEG", quality=92)

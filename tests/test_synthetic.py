@@ -21,6 +21,15 @@ def test_same_seed_gives_identical_files(tmp_path):
     assert not images.diff_files and len(images.common_files) == 24
 
 
+def test_formats_can_be_restricted(tmp_path):
+    synthetic.generate(str(tmp_path), 10, seed=2, ratios=(1, 1, 2), min_side=32, max_side=48, kinds=("jpeg",))
+    found = set()
+    for path in (tmp_path / "images").iterdir():
+        with Image.open(path) as image:
+            found.add((image.format, bool(image.info.get("progressive"))))
+    assert found == {("JPEG", False)}
+
+
 def test_rows_are_valid_and_ratios_hold(tmp_path):
     counts = synthetic.generate(str(tmp_path), 200, seed=1, ratios=(109, 109, 1182), min_side=24, max_side=40)
     assert sum(counts.values()) == 200
