@@ -51,9 +51,8 @@ def _read_uint(data: tf.Tensor, position, width: int, little_endian) -> tf.Tenso
 
 def _starts_with(data: tf.Tensor, prefix: bytes, position=0) -> tf.Tensor:
     """Whether `prefix` is at `position`; False (not an error) past the end."""
-    if isinstance(position, int):
-        return tf.equal(tf.strings.substr(data, position, len(prefix)), prefix)
-    position = tf.clip_by_value(tf.cast(position, tf.int32), 0, tf.strings.length(data))
+    if not isinstance(position, int):
+        position = tf.clip_by_value(tf.cast(position, tf.int32), 0, tf.strings.length(data))
     return tf.equal(tf.strings.substr(data, position, len(prefix)), prefix)
 
 
@@ -111,8 +110,8 @@ _EXIF_SEARCH_BYTES = 1 << 17
 def _tiff_orientation(data: tf.Tensor, tiff_start: tf.Tensor) -> tf.Tensor:
     """Orientation tag of the TIFF block at `tiff_start`; 1 if the block or the tag is not there."""
     tiff_start = tf.cast(tiff_start, tf.int64)
-    little = _starts_with(data, b"II", tf.cast(tiff_start, tf.int32))
-    valid = little | _starts_with(data, b"MM", tf.cast(tiff_start, tf.int32))
+    little = _starts_with(data, b"II", tiff_start)
+    valid = little | _starts_with(data, b"MM", tiff_start)
     ifd = tiff_start + _read_uint(data, tiff_start + 4, 4, little)
     count = tf.minimum(_read_uint(data, ifd, 2, little), _MAX_IFD_ENTRIES)
     entries = ifd + 2 + 12 * tf.range(count, dtype=tf.int64)
