@@ -1,6 +1,12 @@
 """On synthetic data, where labels need both modalities, the multimodal model must beat both
 single-modality ablations (and the majority baseline). Small encoders trained from scratch,
-32 px images, two seeds per model: about 3 minutes on 2 cores."""
+32 px images, two seeds per model: about 4 minutes on 2 cores.
+
+From-scratch runs "take off" (learn to compare the two texts) at a random epoch: at 20 epochs
+a multimodal run scored anywhere from 0.37 to 0.74 macro-F1, which once left its two-seed mean
+level with image-only. By 40 epochs every run we measured had taken off (0.70-0.83) while
+text-only stayed at 0.33-0.55 and image-only at 0.44-0.52 (their ceilings on this data are
+about 0.76 and 0.5)."""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from model import local_encoders, multimodal
 from pipeline import features, run, synthetic
 from trainer import evaluation, reader, task
 
-IMAGE_SIZE, SEQ_LENGTH, EPOCHS = 32, 24, 20
+IMAGE_SIZE, SEQ_LENGTH, EPOCHS = 32, 24, 40
 SEEDS = (0, 1)
 
 
