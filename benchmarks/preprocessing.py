@@ -111,14 +111,17 @@ def decode_only(pairs, decoder) -> tf.data.Dataset:
     return dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(BATCH_SIZE)
 
 
-def read_shards(shard_dir: str, image_size: int, epochs: int = 3) -> tuple[float, int]:
+def read_shards(shard_dir: str, image_size: int, epochs: int = 3) -> tuple[float, int] | None:
     """What each training epoch costs once the shards exist: the train split read `epochs`
-    times through the trainer's reader (shuffle, parse, JPEG decode of small images, batch)."""
+    times through the trainer's reader (shuffle, parse, JPEG decode of small images, batch).
+    None when the train split is smaller than one batch (the reader drops partial batches)."""
     from pipeline import features
     from trainer import reader
 
     shape = features.Shape(image_size, 128)
     steps = reader.read_metadata(shard_dir)["counts"]["train"]["total"] // BATCH_SIZE
+    if steps == 0:
+        return None
     dataset = reader.make_dataset(shard_dir, "train", shape, BATCH_SIZE, training=True, seed=0).repeat()
     return time_dataset(dataset.take(steps * epochs))
 
@@ -263,7 +266,11 @@ def main(argv=None) -> int:
         startup = beam_job(job_argv(args.data, os.path.join(scratch, "one"), args.image_size, one_row))
     record(f"same, its fixed cost alone (a 1-row run: {startup:.1f}s) taken out", max(job_best - startup, 1e-9), n)
     record("same job as a command, `python -m pipeline.run` (adds interpreter start and TF import)", beam_command(argv), n)
-    record("trainer reader over the shards (train split, 3 epochs, batch 32)", *read_shards(args.shards, args.image_size))
+    reader_timing = read_shards(args.shards, args.image_size)
+    if reader_timing:
+        record("trainer reader over the shards (train split, 3 epochs, batch 32)", *reader_timing)
+    else:
+        print(f"trainer reader row skipped: fewer than {BATCH_SIZE} train rows", flush=True)
 
     baseline = results[1][1]
     lines = [

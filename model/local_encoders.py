@@ -5,8 +5,12 @@
 the same interface as `tensorflow/small_bert/...` on TF Hub, i.e. called as
 `encoder(dict(input_word_ids=, input_mask=, input_type_ids=), training=...)` and returning
 `pooled_output` [B, H] and `sequence_output` [B, L, H]; with `vocab_file` (an asset) and
-`do_lower_case` attributes, as Hub BERT models carry. TF Hub and Kaggle downloads are not
-possible here; the loading code is the same for a real handle.
+`do_lower_case` attributes, as Hub BERT models carry. With `--preprocessor` it also writes
+`bert_preprocess/`, a stand-in for `tensorflow/bert_en_uncased_preprocess/3`: `tokenize`
+(strings [B] → ragged word pieces [B, (words), (pieces)]) and `bert_pack_inputs(segments,
+seq_length=...)`, with the vocabulary in `assets/vocab.txt`, which is what the Beam job's
+`--preprocess-handle` path uses. TF Hub and Kaggle downloads are not possible here; the
+loading code is the same for a real handle.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
+
+from pipeline.preprocess import pack_segments, read_vocab  # noqa: E402
 
 
 class TinyBert(tf.Module):
@@ -120,6 +126,43 @@ class TinyBert(tf.Module):
         return self._encode(inputs, False)
 
 
+class BertPreprocessor(tf.Module):
+    """TF Hub's BERT preprocessing interface over a local vocabulary (`text.BertTokenizer`).
+
+    A restored `bert_pack_inputs` accepts only the `seq_length` values it was traced for, so
+    `build_bert_preprocessor` traces the ones asked for.
+    """
+
+    def __init__(self, vocab_file: str, do_lower_case: bool):
+        super().__init__(name="bert_preprocess")
+        import tensorflow_text as text
+
+        vocab = read_vocab(vocab_file)
+        self._cls_id, self._sep_id, self._pad_id = (vocab.index(t) for t in ("[CLS]", "[SEP]", "[PAD]"))
+        # From a file path, TF Text builds the lookup table; saving copies the file to assets/.
+        self._tokenizer = text.BertTokenizer(vocab_file, lower_case=do_lower_case, token_out_type=tf.int32)
+        self.tokenize = tf.function(self._tokenize, input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
+        self.bert_pack_inputs = tf.function(self._pack, autograph=False)
+
+    def _tokenize(self, strings):
+        return self._tokenizer.tokenize(strings)
+
+    def _pack(self, segments, seq_length):
+        flat = [segment.merge_dims(-2, -1) for segment in segments]
+        return pack_segments(flat, seq_length, self._cls_id, self._sep_id, self._pad_id)
+
+
+def build_bert_preprocessor(vocab_file: str, out_dir: str, do_lower_case: bool = True,
+                            seq_lengths: tuple[int, ...] = (128,)) -> str:
+    """Writes the Hub-format preprocessing SavedModel to out_dir; returns out_dir."""
+    module = BertPreprocessor(vocab_file, do_lower_case)
+    pieces = tf.RaggedTensorSpec([None, None, None], tf.int32, ragged_rank=2)
+    for seq_length in seq_lengths:
+        module.bert_pack_inputs.get_concrete_function([pieces, pieces], seq_length=seq_length)
+    tf.saved_model.save(module, out_dir)
+    return out_dir
+
+
 def build_tiny_bert(vocab_file: str, out_dir: str, do_lower_case: bool = True, **sizes) -> str:
     """Writes the tiny BERT SavedModel to out_dir; returns out_dir."""
     module = TinyBert(vocab_file, do_lower_case, **sizes)
@@ -138,10 +181,16 @@ def main(argv=None) -> int:
     parser.add_argument("--cased", action="store_true", help="mark the encoder as cased")
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--preprocessor", type=int, nargs="*", metavar="SEQ_LENGTH",
+                        help="also write bert_preprocess/, packing to these sequence lengths (default 128)")
     args = parser.parse_args(argv)
     path = build_tiny_bert(args.vocab, os.path.join(args.out, "tiny_bert"), not args.cased,
                            hidden=args.hidden, layers=args.layers)
     print(f"wrote {path}")
+    if args.preprocessor is not None:
+        path = build_bert_preprocessor(args.vocab, os.path.join(args.out, "bert_preprocess"), not args.cased,
+                                       tuple(args.preprocessor) or (128,))
+        print(f"wrote {path}")
     return 0
 
 

@@ -300,6 +300,26 @@ def read_vocab(path: str) -> list[str]:
     return vocab
 
 
+def pack_segments(segments, seq_length: int, cls_id: int, sep_id: int, pad_id: int) -> dict[str, tf.Tensor]:
+    """Token-id segments (ragged [B, (tokens)] each) → `[CLS] a [SEP] b [SEP]` BERT inputs.
+
+    Round-robin truncation (a long first segment cannot push the second out), segment ids
+    0, 1, ..., mask, padding to `seq_length`; int32 [B, seq_length] each, as TF Hub's BERT
+    preprocessing models return them.
+    """
+    import tensorflow_text as text
+
+    trimmed = text.RoundRobinTrimmer(max_seq_length=seq_length - len(segments) - 1).trim(segments)
+    word_ids, type_ids = text.combine_segments(trimmed, start_of_sequence_id=cls_id, end_of_segment_id=sep_id)
+    word_ids, mask = text.pad_model_inputs(word_ids, max_seq_length=seq_length, pad_value=pad_id)
+    type_ids, _ = text.pad_model_inputs(type_ids, max_seq_length=seq_length)
+    return {
+        "input_word_ids": tf.cast(word_ids, tf.int32),
+        "input_mask": tf.cast(mask, tf.int32),
+        "input_type_ids": tf.cast(type_ids, tf.int32),
+    }
+
+
 class PairTokenizer(tf.Module):
     """(text_1, text_2) batches → BERT pair inputs, from a WordPiece vocabulary.
 
@@ -327,25 +347,11 @@ class PairTokenizer(tf.Module):
             lower_case_nfd_strip_accents=lowercase,
             unknown_token="[UNK]",
         )
-        self._trimmer = text.RoundRobinTrimmer(max_seq_length=seq_length - 3)
-        self._text = text
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)] * 2, autograph=False)
     def __call__(self, text_1: tf.Tensor, text_2: tf.Tensor) -> dict[str, tf.Tensor]:
         segments = [self._wordpiece.tokenize(text_1), self._wordpiece.tokenize(text_2)]
-        segments = self._trimmer.trim(segments)
-        word_ids, type_ids = self._text.combine_segments(
-            segments, start_of_sequence_id=self._cls_id, end_of_segment_id=self._sep_id
-        )
-        word_ids, mask = self._text.pad_model_inputs(
-            word_ids, max_seq_length=self.seq_length, pad_value=self._pad_id
-        )
-        type_ids, _ = self._text.pad_model_inputs(type_ids, max_seq_length=self.seq_length)
-        return {
-            "input_word_ids": tf.cast(word_ids, tf.int32),
-            "input_mask": tf.cast(mask, tf.int32),
-            "input_type_ids": tf.cast(type_ids, tf.int32),
-        }
+        return pack_segments(segments, self.seq_length, self._cls_id, self._sep_id, self._pad_id)
 
 
 class HubPairTokenizer(tf.Module):
@@ -369,6 +375,11 @@ class HubPairTokenizer(tf.Module):
         upper, lower = self._preprocessor.tokenize(tf.constant(["A", "a"])).flat_values.numpy()[:2]
         self.lowercase = bool(upper == lower)
         self.fingerprint = vocab_fingerprint(vocab, self.lowercase)
+        # Packs one pair now, so a model that cannot pack to seq_length fails here, not in workers.
+        try:
+            self(tf.constant(["a"]), tf.constant(["b"]))
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{handle} cannot pack BERT inputs of length {seq_length}: {str(error).splitlines()[0]}") from None
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)] * 2, autograph=False)
     def __call__(self, text_1: tf.Tensor, text_2: tf.Tensor) -> dict[str, tf.Tensor]:

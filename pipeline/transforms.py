@@ -206,7 +206,14 @@ class PreprocessFn(beam.DoFn):
             image = preprocess.decode_image(data, shape.image_size, max_pixels)
             return preprocess.encode_for_storage(image, quality)
 
-        self._resize_and_store = resize_and_store.get_concrete_function()  # Traced once, here.
+        @tf.function(input_signature=[tf.TensorSpec([2], tf.string)], autograph=False)
+        def resize_and_store_pair(data):
+            return tf.stack([resize_and_store(data[0]), resize_and_store(data[1])])
+
+        # Traced once, here. A row's two images go through one call (the Python side of a call
+        # costs about 0.4 ms); the one-image function says which image a failure came from.
+        self._resize_and_store = resize_and_store.get_concrete_function()
+        self._resize_and_store_pair = resize_and_store_pair.get_concrete_function()
         threads = self._settings.threads or os.cpu_count() or 1
         self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="decode")
         self._progress = _Progress("preprocess")
@@ -249,12 +256,14 @@ class PreprocessFn(beam.DoFn):
     def _images(self, record: rows.Record) -> tuple[list[bytes], int] | rows.RowError:
         """Runs in the pool: both images read, digested and stored, or the row's error."""
         try:
-            stored, digest = [], 0
+            datas, digest = [], 0
             for name in record.image_files:
-                data = self._read(name)
-                digest ^= int.from_bytes(hashlib.sha256(data).digest()[:8], "big")
-                stored.append(self._store(data, name))
-            return stored, digest
+                datas.append(self._read(name))
+                digest ^= int.from_bytes(hashlib.sha256(datas[-1]).digest()[:8], "big")
+            try:
+                return list(self._resize_and_store_pair(self._tf.constant(datas)).numpy()), digest
+            except self._tf.errors.InvalidArgumentError:
+                return [self._store(data, name) for data, name in zip(datas, record.image_files)], digest
         except rows.RowError as error:
             return error
 

@@ -137,3 +137,12 @@ def tiny_bert(dataset, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("encoders") / "tiny_bert"
     return local_encoders.build_tiny_bert(str(dataset["vocab"]), str(out), hidden=16, layers=1)
+
+
+@pytest.fixture(scope="session")
+def hub_preprocessor(dataset, tmp_path_factory):
+    """A TF Hub-format BERT preprocessing SavedModel over the data set's vocabulary (uncased)."""
+    from model import local_encoders
+
+    out = tmp_path_factory.mktemp("encoders") / "bert_preprocess"
+    return local_encoders.build_bert_preprocessor(str(dataset["vocab"]), str(out), True, (SEQ_LENGTH, 9))

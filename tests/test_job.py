@@ -90,6 +90,24 @@ def test_round_trip_matches_direct_preprocessing(shards, dataset):
     assert worst_pixel_error < 4.0  # JPEG q95 re-encoding noise, in 0-255 units.
 
 
+def test_preprocess_handle_writes_the_same_examples_as_the_vocabulary(shards, dataset, hub_preprocessor, tmp_path):
+    """The default tokenizer source, a TF Hub preprocessing model (here a local one)."""
+    out, metadata = shards
+    args = job_args(dataset, tmp_path / "hub", extra=["--preprocess-handle", hub_preprocessor])
+    del args[args.index("--vocab"):args.index("--vocab") + 2]
+    from_hub = run.run(args)
+    assert from_hub["vocab_fingerprint"] == metadata["vocab_fingerprint"]
+    assert from_hub["tokenizer"] == {"hub_handle": hub_preprocessor}
+    assert from_hub["counts"] == metadata["counts"]
+    for split in features.SPLITS:
+        expected = {(e["id_1"].numpy(), e["id_2"].numpy()): e for e in read_split(out, split)}
+        for example in read_split(tmp_path / "hub", split):
+            twin = expected.pop((example["id_1"].numpy(), example["id_2"].numpy()))
+            for key in features.TOKEN_KEYS:
+                np.testing.assert_array_equal(example[key].numpy(), twin[key].numpy())
+        assert not expected
+
+
 def test_splits_are_disjoint_and_stratified(shards):
     out, metadata = shards
     seen = {}
@@ -152,6 +170,15 @@ def test_bad_invocation_is_one_clear_error_line(change, message, dataset, tmp_pa
     assert run.main(argv) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and error[0].startswith("error: ") and message in error[0], error
+
+
+def test_preprocessing_model_that_cannot_pack_the_length_is_a_usage_error(dataset, hub_preprocessor, tmp_path, capsys):
+    args = job_args(dataset, tmp_path / "out", extra=["--preprocess-handle", hub_preprocessor])
+    del args[args.index("--vocab"):args.index("--vocab") + 2]
+    args[args.index("--seq-length") + 1] = "64"  # The local model was built for other lengths.
+    assert run.main(args) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "cannot pack BERT inputs of length 64" in error[0] and "no network" not in error[0], error
 
 
 def test_existing_shards_need_overwrite(shards, dataset, capsys):

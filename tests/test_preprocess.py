@@ -173,3 +173,24 @@ def test_missing_special_tokens_are_a_clear_error(tmp_path):
     path.write_text("hello\nworld\n")
     with pytest.raises(ValueError, match="special tokens"):
         preprocess.read_vocab(str(path))
+
+
+def test_hub_preprocessing_model_packs_like_the_local_vocabulary(hub_preprocessor, dataset, tmp_path):
+    """`--preprocess-handle` (the default source) and `--vocab` give the same BERT inputs."""
+    from model import local_encoders
+    from tests.conftest import SEQ_LENGTH
+
+    rows = dataset["good_rows"] + dataset["bad_rows"]
+    first = [row["text_1"] for row in rows] + ["the bridge is open " * 20]
+    second = [row["text_2"] for row in rows] + ["Ünïcödé CAFÉ — closed 정말 هذا 😮"]
+    hub = preprocess.HubPairTokenizer(hub_preprocessor, SEQ_LENGTH)
+    local = preprocess.PairTokenizer(preprocess.read_vocab(str(dataset["vocab"])), True, SEQ_LENGTH)
+    assert hub.lowercase and hub.fingerprint == local.fingerprint
+    from_hub, from_vocab = hub(tf.constant(first), tf.constant(second)), local(tf.constant(first), tf.constant(second))
+    for key in ("input_word_ids", "input_mask", "input_type_ids"):
+        np.testing.assert_array_equal(from_hub[key].numpy(), from_vocab[key].numpy())
+    assert from_hub["input_mask"].numpy()[-1].all()  # The long pair was truncated, not dropped.
+
+    cased = local_encoders.build_bert_preprocessor(str(dataset["vocab"]), str(tmp_path / "cased"), False, (9,))
+    cased_tokenizer = preprocess.HubPairTokenizer(cased, 9)
+    assert not cased_tokenizer.lowercase and cased_tokenizer.fingerprint != local.fingerprint
