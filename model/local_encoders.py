@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
-from pipeline.preprocess import pack_segments, read_vocab  # noqa: E402
+from pipeline.preprocess import pack_segments, packing_ids, read_vocab  # noqa: E402
 
 
 class TinyBert(tf.Module):
@@ -137,8 +137,7 @@ class BertPreprocessor(tf.Module):
         super().__init__(name="bert_preprocess")
         import tensorflow_text as text
 
-        vocab = read_vocab(vocab_file)
-        self._cls_id, self._sep_id, self._pad_id = (vocab.index(t) for t in ("[CLS]", "[SEP]", "[PAD]"))
+        self._packing_ids = packing_ids(read_vocab(vocab_file))
         # From a file path, TF Text builds the lookup table; saving copies the file to assets/.
         self._tokenizer = text.BertTokenizer(vocab_file, lower_case=do_lower_case, token_out_type=tf.int32)
         self.tokenize = tf.function(self._tokenize, input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
@@ -149,7 +148,7 @@ class BertPreprocessor(tf.Module):
 
     def _pack(self, segments, seq_length):
         flat = [segment.merge_dims(-2, -1) for segment in segments]
-        return pack_segments(flat, seq_length, self._cls_id, self._sep_id, self._pad_id)
+        return pack_segments(flat, seq_length, self._packing_ids)
 
 
 def build_bert_preprocessor(vocab_file: str, out_dir: str, do_lower_case: bool = True,

@@ -300,14 +300,21 @@ def read_vocab(path: str) -> list[str]:
     return vocab
 
 
-def pack_segments(segments, seq_length: int, cls_id: int, sep_id: int, pad_id: int) -> dict[str, tf.Tensor]:
+def packing_ids(vocab: Sequence[str]) -> tuple[int, int, int]:
+    """The ids of [CLS], [SEP] and [PAD] in `vocab`, as `pack_segments` takes them."""
+    return tuple(vocab.index(token) for token in ("[CLS]", "[SEP]", "[PAD]"))
+
+
+def pack_segments(segments, seq_length: int, ids: tuple[int, int, int]) -> dict[str, tf.Tensor]:
     """Token-id segments (ragged [B, (tokens)] each) → `[CLS] a [SEP] b [SEP]` BERT inputs.
 
     Round-robin truncation (a long first segment cannot push the second out), segment ids
     0, 1, ..., mask, padding to `seq_length`; int32 [B, seq_length] each, as TF Hub's BERT
-    preprocessing models return them.
+    preprocessing models return them. `ids` comes from `packing_ids`.
     """
     import tensorflow_text as text
+
+    cls_id, sep_id, pad_id = ids
 
     trimmed = text.RoundRobinTrimmer(max_seq_length=seq_length - len(segments) - 1).trim(segments)
     word_ids, type_ids = text.combine_segments(trimmed, start_of_sequence_id=cls_id, end_of_segment_id=sep_id)
@@ -338,9 +345,7 @@ class PairTokenizer(tf.Module):
         self.seq_length = seq_length
         self.lowercase = lowercase
         self.fingerprint = vocab_fingerprint(vocab, lowercase)
-        self._cls_id, self._sep_id, self._pad_id = (
-            vocab.index(token) for token in ("[CLS]", "[SEP]", "[PAD]")
-        )
+        self._packing_ids = packing_ids(vocab)
         self._wordpiece = text.FastBertTokenizer(
             vocab=vocab,
             token_out_type=tf.int64,
@@ -351,7 +356,7 @@ class PairTokenizer(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)] * 2, autograph=False)
     def __call__(self, text_1: tf.Tensor, text_2: tf.Tensor) -> dict[str, tf.Tensor]:
         segments = [self._wordpiece.tokenize(text_1), self._wordpiece.tokenize(text_2)]
-        return pack_segments(segments, self.seq_length, self._cls_id, self._sep_id, self._pad_id)
+        return pack_segments(segments, self.seq_length, self._packing_ids)
 
 
 class HubPairTokenizer(tf.Module):

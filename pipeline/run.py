@@ -161,7 +161,7 @@ def load_tokenizer_source(args: argparse.Namespace) -> tuple[TokenizerSource, st
         source = TokenizerSource.from_flags(args.vocab, not args.cased, args.preprocess_handle)
         fingerprint = source.fingerprint(args.seq_length)
     except Exception as error:  # noqa: BLE001  Hub/IO/format errors all mean "cannot tokenize".
-        remote = not args.vocab and (args.preprocess_handle or "https://").startswith(("http://", "https://"))
+        remote = not args.vocab and (args.preprocess_handle or DEFAULT_PREPROCESS_HANDLE).startswith(("http://", "https://"))
         hint = " (no network? pass --vocab PATH to a local vocab.txt)" if remote else ""
         raise UsageError(f"cannot load the tokenizer: {str(error).splitlines()[0]}{hint}") from None
     return source, fingerprint
