@@ -8,8 +8,8 @@ speed drifts. Rows:
   files, full decode, resize to the image size, BERT-pack the text pair; batch 32 — what the
   keras.io example does on every epoch.
 - notebook, `map(num_parallel_calls=AUTOTUNE)`: the same with parallel map.
-- decode-only bounds: just decoding the two images per pair (no resize, no text), full decode
-  and this project's decode (DCT scaling for large JPEGs, plus resize), AUTOTUNE.
+- decode-only bounds: just decoding the two images per pair (no text), full decode without
+  resize and this project's decode (DCT scaling for large JPEGs, plus resize), AUTOTUNE.
 - trainer reader: `trainer.reader.make_dataset` over the job's shards, i.e. what each training
   epoch costs once preprocessing is done (issue target: at least 15x the notebook).
 - Beam job: `pipeline.run` with the options users get by default (validating, decoding,
@@ -17,8 +17,9 @@ speed drifts. Rows:
   the notebook rows it excludes the interpreter start and the TensorFlow import; and the same
   job as a command (`python -m pipeline.run`), which adds them.
 - per format: ms per image, one image at a time, of the notebook's decode + resize and of
-  ours, which shows where the Beam job can and cannot gain (DCT scaling only helps baseline
-  JPEGs); then the notebook against the job again on baseline JPEGs only.
+  ours, which shows where the Beam job can and cannot gain (DCT scaling helps baseline JPEGs
+  most); then the notebook against the job again on 2048-px images, the size and bytes per
+  image of the data behind `../shared/MEASUREMENTS.md` (its notebook figures reproduce there).
 
 The notebook (AUTOTUNE) and the in-process Beam job are each run `--repeats` times,
 alternating, and the fastest run of each is reported, so that a slow spell of the machine
@@ -73,15 +74,14 @@ def time_dataset(dataset: tf.data.Dataset) -> tuple[float, int]:
 
 
 def notebook_pipeline(pairs, tokenizer, image_size: int, parallel) -> tf.data.Dataset:
-    def full_decode(path):
-        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-        return tf.image.resize(image, (image_size, image_size))
+    def read_and_resize(path):
+        return tf.image.resize(full_decode(tf.io.read_file(path)), (image_size, image_size))
 
     def load(sample):
         tokens = tokenizer(tf.reshape(sample["text_1"], [1]), tf.reshape(sample["text_2"], [1]))
         return {
-            "image_1": full_decode(sample["image_1"]),
-            "image_2": full_decode(sample["image_2"]),
+            "image_1": read_and_resize(sample["image_1"]),
+            "image_2": read_and_resize(sample["image_2"]),
             **{key: tf.squeeze(value, 0) for key, value in tokens.items()},
             "label": sample["label"],
         }
@@ -98,12 +98,17 @@ def notebook_seconds(pairs, tokenizer, image_size: int, parallel) -> float:
     return built + time_dataset(dataset)[0]
 
 
+def full_decode(data: tf.Tensor) -> tf.Tensor:
+    return tf.io.decode_image(data, channels=3, expand_animations=False)
+
+
 def decode_only(pairs, decoder) -> tf.data.Dataset:
     def load(sample):
         return {
-            # A reduction, not tf.shape: a static shape would let TF skip the decode entirely.
-            "image_1": tf.reduce_max(decoder(tf.io.read_file(sample["image_1"]))),
-            "image_2": tf.reduce_max(decoder(tf.io.read_file(sample["image_2"]))),
+            # One pixel: the decode must run, but reading the whole full-size image would add
+            # a pass over it that the notebook does not make (and tf.shape could be constant).
+            "image_1": decoder(tf.io.read_file(sample["image_1"]))[0, 0, 0],
+            "image_2": decoder(tf.io.read_file(sample["image_2"]))[0, 0, 0],
             "label": sample["label"],
         }
 
@@ -194,24 +199,40 @@ def per_format_costs(data_dir: str, image_size: int, per_format: int = 30) -> li
     return results
 
 
-def jpeg_only_table(args, pairs: int) -> list[str]:
-    """The notebook (AUTOTUNE) against the job on baseline JPEGs only, where DCT scaling applies."""
-    if not os.path.exists(os.path.join(args.jpeg_data, "tweets.csv")):
-        print(f"generating {pairs} baseline-JPEG pairs into {args.jpeg_data} ...", flush=True)
-        synthetic.generate(args.jpeg_data, pairs, seed=0, ratios=(109, 109, 1182), kinds=("jpeg",))
-    data = load_pairs(args.jpeg_data)
-    tokenizer = preprocess.PairTokenizer(preprocess.read_vocab(os.path.join(args.jpeg_data, "vocab.txt")), True, 128)
+# Tweet-size images like those behind `../shared/MEASUREMENTS.md`: Twitter's 2048-px "large"
+# size, photos at about 200 KB (JPEG q85), same format mix.
+LARGE_PROFILE = {"min_side": 2048, "max_side": 2048, "texture": 2.0}
+
+
+def large_profile_table(args, pairs: int) -> list[str]:
+    """The notebook against the job on 2048-px images, where DCT scaling saves the most."""
+    if not os.path.exists(os.path.join(args.large_data, "tweets.csv")):
+        print(f"generating {pairs} pairs of 2048-px images into {args.large_data} ...", flush=True)
+        synthetic.generate(args.large_data, pairs, seed=0, ratios=(109, 109, 1182), **LARGE_PROFILE)
+    data = load_pairs(args.large_data)
+    count = len(data["label"])
+    tokenizer = preprocess.PairTokenizer(preprocess.read_vocab(os.path.join(args.large_data, "vocab.txt")), True, 128)
+    plain = notebook_seconds(data, tokenizer, args.image_size, None)
     with tempfile.TemporaryDirectory() as scratch:
-        argv = job_argv(args.jpeg_data, scratch, args.image_size)
-        notebook, job = alternate(data, tokenizer, args.image_size, argv, args.repeats)
-    print(f"baseline JPEGs only: notebook {pairs / notebook:.1f} rows/s, Beam job {pairs / job:.1f} rows/s", flush=True)
+        notebook, job = alternate(data, tokenizer, args.image_size, job_argv(args.large_data, scratch, args.image_size), args.repeats)
+    full = time_dataset(decode_only(data, full_decode))[0]
+    ours = time_dataset(decode_only(data, lambda d: preprocess.decode_image(d, args.image_size)))[0]
+    size_mb = sum(os.path.getsize(p) for p in data["image_1"] + data["image_2"]) / 1e6
+    rows = [
+        ("notebook input pipeline, `map` without parallel calls", plain),
+        ("notebook input pipeline, `map(num_parallel_calls=AUTOTUNE)`", notebook),
+        ("decode only: full decode of both images (AUTOTUNE)", full),
+        ("decode only: this project's decode + resize (AUTOTUNE)", ours),
+        ("Beam job in this process", job),
+    ]
+    options = " ".join(f"--{key.replace('_', '-')} {value:g}" for key, value in LARGE_PROFILE.items())
     return [
-        f"The same two on {pairs} pairs of baseline JPEGs only (`python -m pipeline.synthetic --formats jpeg`), where DCT scaling applies:",
+        f"The same on {count} pairs of 2048-px images ({size_mb:.0f} MB; `python -m pipeline.synthetic {options}`), "
+        "the size and bytes per image of the data behind `../shared/MEASUREMENTS.md`:",
         "",
         "| what | rows/s | seconds | × notebook (AUTOTUNE) |",
         "|---|---:|---:|---:|",
-        f"| notebook input pipeline, `map(num_parallel_calls=AUTOTUNE)` | {pairs / notebook:.1f} | {notebook:.1f} | 1.00 |",
-        f"| Beam job in this process | {pairs / job:.1f} | {job:.1f} | {notebook / job:.2f} |",
+        *(f"| {name} | {count / seconds:.1f} | {seconds:.1f} | {notebook / seconds:.2f} |" for name, seconds in rows),
     ]
 
 
@@ -230,7 +251,7 @@ def main(argv=None) -> int:
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--shards", default="data/bench_shards", help="where the Beam job writes (default: %(default)s)")
     parser.add_argument("--out", default="benchmarks/results.md", help="markdown table (default: %(default)s)")
-    parser.add_argument("--jpeg-data", default="data/bench_jpeg", help="baseline-JPEG-only data, made if absent; '' skips (default: %(default)s)")
+    parser.add_argument("--large-data", default="data/bench_large", help="2048-px data, made if absent; '' skips (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs of the notebook and the job; fastest kept (default: %(default)s)")
     args = parser.parse_args(argv)
 
@@ -251,10 +272,9 @@ def main(argv=None) -> int:
     argv = job_argv(args.data, args.shards, args.image_size)
     notebook_best, job_best = alternate(pairs, tokenizer, args.image_size, argv, args.repeats)
     record("notebook input pipeline, `map(num_parallel_calls=AUTOTUNE)`", notebook_best, n)
-    full = lambda data: tf.io.decode_image(data, channels=3, expand_animations=False)  # noqa: E731
-    record("decode only: full decode of both images (AUTOTUNE)", *time_dataset(decode_only(pairs, full)))
+    record("decode only: full decode of both images (AUTOTUNE)", *time_dataset(decode_only(pairs, full_decode)))
     ours = lambda data: preprocess.decode_image(data, args.image_size)  # noqa: E731
-    record("decode only: this project's decode + antialiased resize (DCT scaling, AUTOTUNE)", *time_dataset(decode_only(pairs, ours)))
+    record("decode only: this project's decode + resize (DCT scaling, AUTOTUNE)", *time_dataset(decode_only(pairs, ours)))
     record("Beam job in this process: validate + decode + tokenize + split + write GZIP shards + metadata", job_best, n)
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -291,8 +311,8 @@ def main(argv=None) -> int:
     ]
     for kind, count, notebook_ms, ours_ms in per_format_costs(args.data, args.image_size):
         lines.append(f"| {kind} | {count} | {notebook_ms:.1f} | {ours_ms:.1f} | {notebook_ms / ours_ms:.2f} |")
-    if args.jpeg_data:
-        lines += ["", *jpeg_only_table(args, n)]
+    if args.large_data:
+        lines += ["", *large_profile_table(args, n)]
     write_table(args.out, "\n".join(lines) + "\n")
     return 0
 

@@ -82,6 +82,7 @@ FORMATS = (
     ("jpeg", "L", 2),
 )
 WRONG_EXTENSION_RATE = 0.03
+DEFAULT_TEXTURE = 10.0
 
 
 def pair_label(topics: tuple[int, int], scenes: tuple[int, int], stances: tuple[int, int]) -> str:
@@ -103,11 +104,12 @@ def _tweet_text(rng: random.Random, topic: int, stance: int) -> str:
     return separator.join([claim + rng.choice(("", ".", "!", "!!"))] + extras)
 
 
-def _scene_image(rng: random.Random, scene: int, long_side: int, photo: bool) -> Image.Image:
+def _scene_image(rng: random.Random, scene: int, long_side: int, texture: float) -> Image.Image:
     """Stripes in the scene's orientation and colour plus a few distractor shapes.
 
-    Photos (JPEG) get sensor-like noise texture; graphics (PNG, as tweeted screenshots and
-    cut-outs are) stay flat, which is also why they compress well.
+    Photos (JPEG) get sensor-like noise texture of standard deviation `texture`; graphics (PNG,
+    as tweeted screenshots and cut-outs are) get 0 and stay flat, which is also why they
+    compress well.
     """
     short_side = int(long_side * rng.uniform(0.56, 1.0))
     width, height = (long_side, short_side) if rng.random() < 0.6 else (short_side, long_side)
@@ -121,8 +123,7 @@ def _scene_image(rng: random.Random, scene: int, long_side: int, photo: bool) ->
     stripe = ((coordinate // max(period // 2, 1)) % 2).astype(np.float32)[..., None]
     colour_array = np.array(colour, np.float32)
     pixels = stripe * colour_array + (1.0 - stripe) * (0.35 * colour_array + 20.0)
-    noise_scale = 10.0 if photo else 0.0
-    noise = np.random.default_rng(rng.getrandbits(32)).normal(0.0, noise_scale, size=(small_h, small_w, 1))
+    noise = np.random.default_rng(rng.getrandbits(32)).normal(0.0, texture, size=(small_h, small_w, 1))
     small = Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8))
     image = small.resize((width, height), Image.Resampling.BILINEAR)
     draw = ImageDraw.Draw(image)
@@ -207,8 +208,11 @@ def vocabulary() -> list[str]:
 
 def generate(out_dir: str, pairs: int, seed: int, ratios: tuple[float, float, float],
              min_side: int = 600, max_side: int = 2048, log_every: float = 5.0,
-             kinds: tuple[str, ...] | None = None) -> dict[str, int]:
+             kinds: tuple[str, ...] | None = None, texture: float = DEFAULT_TEXTURE) -> dict[str, int]:
     """Writes tweets.csv, images/ and vocab.txt under out_dir; returns label counts.
+
+    `texture` is the photos' noise level: 10 gives about 1 bit per pixel at JPEG q85 (a busy
+    photo), 2 about 0.55 (200 KB at 2048 x 1536, like `../shared/MEASUREMENTS.md`'s images).
 
     `kinds` keeps only those entries of FORMATS (e.g. ("jpeg",) for baseline JPEGs only, which
     the benchmark uses to show what DCT scaling does); None keeps the tweet-like mix.
@@ -218,6 +222,8 @@ def generate(out_dir: str, pairs: int, seed: int, ratios: tuple[float, float, fl
     formats = [entry for entry in FORMATS if kinds is None or entry[0] in kinds]
     if not formats:
         raise ValueError(f"--formats must name some of {sorted({kind for kind, _, _ in FORMATS})}")
+    if texture < 0:
+        raise ValueError("--texture must not be negative")
     if not 16 <= min_side <= max_side:
         raise ValueError("image sides must satisfy 16 <= --min-side <= --max-side")
     rng = random.Random(seed)
@@ -252,7 +258,8 @@ def generate(out_dir: str, pairs: int, seed: int, ratios: tuple[float, float, fl
             for side in range(2):
                 tweet_id = new_id()
                 kind, mode, _ = rng.choices(formats, weights=[w for _, _, w in formats])[0]
-                image = _scene_image(rng, scenes[side], rng.randint(min_side, max_side), kind.startswith("jpeg"))
+                long_side = rng.randint(min_side, max_side)
+                image = _scene_image(rng, scenes[side], long_side, texture if kind.startswith("jpeg") else 0.0)
                 data, extension = _encode(rng, image, kind, mode)
                 with open(os.path.join(image_dir, f"{tweet_id}.{extension}"), "wb") as image_file:
                     image_file.write(data)
@@ -279,12 +286,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-side", type=int, default=2048, help="largest long image side in px (default: %(default)s)")
     parser.add_argument("--formats", nargs="+", choices=sorted({kind for kind, _, _ in FORMATS}),
                         help="only these image kinds (default: the tweet-like mix of all)")
+    parser.add_argument("--texture", type=float, default=DEFAULT_TEXTURE,
+                        help="noise level of the photos: higher means more bytes per pixel (default: %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     started = time.monotonic()
     try:
         counts = generate(args.out, args.pairs, args.seed, tuple(args.ratios), args.min_side, args.max_side,
-                          kinds=tuple(args.formats) if args.formats else None)
+                          kinds=tuple(args.formats) if args.formats else None, texture=args.texture)
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

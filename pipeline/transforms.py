@@ -18,6 +18,7 @@ import re
 import sys
 import threading
 import time
+import uuid
 from typing import Iterable
 
 import apache_beam as beam
@@ -346,6 +347,91 @@ class AssignSplits(beam.PTransform):
 
 
 # ---------------------------------------------------------------------------------------------
+# Output files.
+# ---------------------------------------------------------------------------------------------
+
+REJECTED_FILE = "rejected.jsonl"
+
+
+def shard_index(pair_key: str, shards: int) -> int:
+    """Which of `shards` files an example goes to: a hash of its pair, so the same on any runner."""
+    return int.from_bytes(hashlib.sha256(pair_key.encode("utf-8")).digest()[:8], "big") % shards
+
+
+class _WriteFileFn(beam.DoFn):
+    """((split, index), records) → one shard file, or rejected.jsonl for the key (REJECTED, 0).
+
+    Shards are GZIP TFRecord files written by TF's C++ writer (local paths and gs:// alike).
+    Each file is written under a temporary name and renamed when complete, so a retried
+    bundle never leaves a half-written shard under a name the reader globs.
+    """
+
+    def __init__(self, settings: JobSettings):
+        self._settings = settings
+
+    def setup(self):
+        import tensorflow as tf
+
+        self._tf = tf
+
+    def process(self, item):
+        (split, index), records = item
+        settings = self._settings
+        if split == REJECTED:
+            name = REJECTED_FILE
+        else:
+            count = settings.train_shards if split == "train" else settings.eval_shards
+            name = f"{split}-{index:05d}-of-{count:05d}{features.SHARD_SUFFIX}"
+        final = FileSystems.join(settings.out_dir, name)
+        temporary = FileSystems.join(settings.out_dir, f".{name}.{uuid.uuid4().hex}.tmp")
+        records = (record for record in records if record is not None)  # None only makes the file exist.
+        if split == REJECTED:
+            with FileSystems.create(temporary, mime_type="application/x-ndjson") as handle:
+                for line in records:
+                    handle.write(line.encode("utf-8") + b"\n")
+        else:
+            # Level 1: the JPEG-encoded images hardly compress, and on the benchmark's shards
+            # level 1 wrote 0.3% more bytes than the default level 6 in 70-75% of the time.
+            options = self._tf.io.TFRecordOptions(compression_type=features.COMPRESSION, compression_level=1)
+            with self._tf.io.TFRecordWriter(temporary, options) as writer:
+                for serialized in records:
+                    writer.write(serialized)
+        FileSystems.rename([temporary], [final])
+        yield final
+
+
+class WriteFiles(beam.PTransform):
+    """(split, Encoded) and rejected JSON lines → every shard file and rejected.jsonl, in one shuffle.
+
+    Every expected file gets a placeholder, so a split with fewer examples than shards still
+    has all its (possibly empty) files and a job without rejections writes an empty
+    rejected.jsonl.
+    """
+
+    def __init__(self, settings: JobSettings):
+        super().__init__()
+        self._settings = settings
+
+    def expand(self, inputs):
+        split_examples, rejected_lines = inputs
+        settings = self._settings
+        counts = {split: settings.train_shards if split == "train" else settings.eval_shards for split in features.SPLITS}
+        placeholders = [((split, index), None) for split, count in counts.items() for index in range(count)]
+        placeholders.append(((REJECTED, 0), None))
+        examples = split_examples | "KeyByShard" >> beam.Map(
+            lambda item: ((item[0], shard_index(item[1].pair_key, counts[item[0]])), item[1].serialized)
+        )
+        rejected = rejected_lines | "KeyRejected" >> beam.Map(lambda line: ((REJECTED, 0), line))
+        every_file = split_examples.pipeline | "EveryFile" >> beam.Create(placeholders)
+        return (
+            (examples, rejected, every_file)
+            | "AllRecords" >> beam.Flatten()
+            | "GroupByFile" >> beam.GroupByKey()
+            | "WriteEachFile" >> beam.ParDo(_WriteFileFn(settings))
+        )
+
+
+# ---------------------------------------------------------------------------------------------
 # The whole job.
 # ---------------------------------------------------------------------------------------------
 
@@ -450,38 +536,15 @@ class BuildShards(beam.PTransform):
             settings.test_fraction, settings.val_fraction, settings.seed
         )
 
-        by_split = split_examples | "BySplit" >> beam.Partition(
-            lambda item, _: features.SPLITS.index(item[0]), len(features.SPLITS)
-        )
-        for split, examples in zip(features.SPLITS, by_split):
-            _ = (
-                examples
-                | f"Serialize{split}" >> beam.Map(lambda item: item[1].serialized)
-                | f"Write{split}"
-                >> beam.io.WriteToTFRecord(
-                    FileSystems.join(settings.out_dir, split),
-                    file_name_suffix=features.SHARD_SUFFIX,
-                    num_shards=settings.train_shards if split == "train" else settings.eval_shards,
-                    compression_type=CompressionTypes.GZIP,
-                )
-            )
-
         rejected = (
             parsed[REJECTED],
             unique[REJECTED],
             encoded[REJECTED],
         ) | "AllRejected" >> beam.Flatten()
-        _ = (
-            rejected
-            | "RejectedJson" >> beam.Map(lambda r: json.dumps(r.to_json_dict(), ensure_ascii=False, sort_keys=True))
-            | "WriteRejected"
-            >> beam.io.WriteToText(
-                FileSystems.join(settings.out_dir, "rejected"),
-                file_name_suffix=".jsonl",
-                num_shards=1,
-                shard_name_template="",
-            )
+        rejected_lines = rejected | "RejectedJson" >> beam.Map(
+            lambda r: json.dumps(r.to_json_dict(), ensure_ascii=False, sort_keys=True)
         )
+        _ = (split_examples, rejected_lines) | "WriteFiles" >> WriteFiles(settings)
 
         rows_read = numbered_rows | "CountRows" >> beam.combiners.Count.Globally()
         written = (
