@@ -113,7 +113,7 @@ def decode_only(pairs, decoder) -> tf.data.Dataset:
         }
 
     dataset = tf.data.Dataset.from_tensor_slices({k: pairs[k] for k in ("image_1", "image_2", "label")})
-    return dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(BATCH_SIZE)
+    return dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(BATCH_SIZE).prefetch(tf.data.AUTOTUNE)
 
 
 def read_shards(shard_dir: str, image_size: int, epochs: int = 3) -> tuple[float, int] | None:
