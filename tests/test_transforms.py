@@ -71,3 +71,30 @@ def test_tf_error_summary_finds_the_informative_line():
     assert transforms.tf_error_summary(graph_error) == "Invalid JPEG data, size 300"
     asserted = "{{function_node f}} assertion failed: [image header announces more than 5 pixels] [Condition x <= y]"
     assert transforms.tf_error_summary(asserted) == "image header announces more than 5 pixels"
+
+
+def test_every_shard_file_exists_and_holds_its_examples_once(tmp_path):
+    """More shards than examples and no rejections: every expected file is still written."""
+    import glob
+    import os
+
+    import tensorflow as tf
+
+    from pipeline import features
+
+    settings = transforms.JobSettings(images_dir=str(tmp_path), out_dir=str(tmp_path), train_shards=3, eval_shards=2)
+    examples = [("train", transforms.Encoded("a", 0, b"first", 0)), ("test", transforms.Encoded("b", 1, b"second", 0))]
+    with test_pipeline.TestPipeline() as pipeline:
+        split_examples = pipeline | "Examples" >> beam.Create(examples)
+        no_rejections = pipeline | "NoRejections" >> beam.Create([])
+        _ = (split_examples, no_rejections) | transforms.WriteFiles(settings)
+    names = sorted(os.path.basename(path) for path in glob.glob(os.path.join(tmp_path, "*")))
+    shards = [f"{split}-{i:05d}-of-{n:05d}{features.SHARD_SUFFIX}" for split, n in (("test", 2), ("train", 3), ("val", 2)) for i in range(n)]
+    assert names == sorted(shards + [transforms.REJECTED_FILE])  # No temporary file left behind.
+    assert os.path.getsize(tmp_path / transforms.REJECTED_FILE) == 0
+    for split, expected in (("train", [b"first"]), ("test", [b"second"]), ("val", [])):
+        files = sorted(glob.glob(os.path.join(tmp_path, f"{split}-*")))
+        records = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type=features.COMPRESSION)]
+        assert records == expected
+    index = transforms.shard_index("a", 3)
+    assert os.path.getsize(tmp_path / f"train-{index:05d}-of-00003{features.SHARD_SUFFIX}") > 0
