@@ -60,6 +60,15 @@ def load_pairs(data_dir: str):
     }
 
 
+def prepare_data(data_dir: str, pairs: int, **profile):
+    """The data set's columns and its tokenizer; generates the data first if absent."""
+    if not os.path.exists(os.path.join(data_dir, "tweets.csv")):
+        print(f"generating {pairs} pairs into {data_dir} ...", flush=True)
+        synthetic.generate(data_dir, pairs, seed=0, ratios=(109, 109, 1182), **profile)
+    tokenizer = preprocess.PairTokenizer(preprocess.read_vocab(os.path.join(data_dir, "vocab.txt")), True, 128)
+    return load_pairs(data_dir), tokenizer
+
+
 def time_dataset(dataset: tf.data.Dataset) -> tuple[float, int]:
     """Seconds to the last batch (not to end-of-sequence: autotune may idle there) and rows.
 
@@ -183,7 +192,7 @@ def per_format_costs(data_dir: str, image_size: int, per_format: int = 30) -> li
             kind = f"{image.format} {image.mode}" + (" progressive" if image.info.get("progressive") else "")
         if len(groups.setdefault(kind, [])) < per_format:
             groups[kind].append(data)
-    notebook = tf.function(lambda data: tf.reduce_max(tf.image.resize(tf.io.decode_image(data, channels=3, expand_animations=False), (image_size, image_size))))
+    notebook = tf.function(lambda data: tf.reduce_max(tf.image.resize(full_decode(data), (image_size, image_size))))
     ours = tf.function(lambda data: tf.reduce_max(preprocess.decode_image(data, image_size)), autograph=False)
     results = []
     with tf.device("/cpu:0"):
@@ -206,12 +215,8 @@ LARGE_PROFILE = {"min_side": 2048, "max_side": 2048, "texture": 2.0}
 
 def large_profile_table(args, pairs: int) -> list[str]:
     """The notebook against the job on 2048-px images, where DCT scaling saves the most."""
-    if not os.path.exists(os.path.join(args.large_data, "tweets.csv")):
-        print(f"generating {pairs} pairs of 2048-px images into {args.large_data} ...", flush=True)
-        synthetic.generate(args.large_data, pairs, seed=0, ratios=(109, 109, 1182), **LARGE_PROFILE)
-    data = load_pairs(args.large_data)
+    data, tokenizer = prepare_data(args.large_data, pairs, **LARGE_PROFILE)
     count = len(data["label"])
-    tokenizer = preprocess.PairTokenizer(preprocess.read_vocab(os.path.join(args.large_data, "vocab.txt")), True, 128)
     plain = notebook_seconds(data, tokenizer, args.image_size, None)
     with tempfile.TemporaryDirectory() as scratch:
         notebook, job = alternate(data, tokenizer, args.image_size, job_argv(args.large_data, scratch, args.image_size), args.repeats)
@@ -255,12 +260,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs of the notebook and the job; fastest kept (default: %(default)s)")
     args = parser.parse_args(argv)
 
-    if not os.path.exists(os.path.join(args.data, "tweets.csv")):
-        print(f"generating {args.pairs} pairs into {args.data} ...", flush=True)
-        synthetic.generate(args.data, args.pairs, seed=0, ratios=(109, 109, 1182))
-    pairs = load_pairs(args.data)
+    pairs, tokenizer = prepare_data(args.data, args.pairs)
     n = len(pairs["label"])
-    tokenizer = preprocess.PairTokenizer(preprocess.read_vocab(os.path.join(args.data, "vocab.txt")), True, 128)
     size_mb = sum(os.path.getsize(p) for p in pairs["image_1"] + pairs["image_2"]) / 1e6
     results = []
 

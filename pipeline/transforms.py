@@ -70,6 +70,10 @@ class JobSettings:
     vocab_fingerprint: str = ""
     threads: int = 0
 
+    def shard_count(self, split: str) -> int:
+        """Number of shard files of `split` (train or an evaluation split)."""
+        return self.train_shards if split == "train" else self.eval_shards
+
 
 # ---------------------------------------------------------------------------------------------
 # Reading and validating rows.
@@ -380,8 +384,7 @@ class _WriteFileFn(beam.DoFn):
         if split == REJECTED:
             name = REJECTED_FILE
         else:
-            count = settings.train_shards if split == "train" else settings.eval_shards
-            name = f"{split}-{index:05d}-of-{count:05d}{features.SHARD_SUFFIX}"
+            name = f"{split}-{index:05d}-of-{settings.shard_count(split):05d}{features.SHARD_SUFFIX}"
         final = FileSystems.join(settings.out_dir, name)
         temporary = FileSystems.join(settings.out_dir, f".{name}.{uuid.uuid4().hex}.tmp")
         records = (record for record in records if record is not None)  # None only makes the file exist.
@@ -415,7 +418,7 @@ class WriteFiles(beam.PTransform):
     def expand(self, inputs):
         split_examples, rejected_lines = inputs
         settings = self._settings
-        counts = {split: settings.train_shards if split == "train" else settings.eval_shards for split in features.SPLITS}
+        counts = {split: settings.shard_count(split) for split in features.SPLITS}
         placeholders = [((split, index), None) for split, count in counts.items() for index in range(count)]
         placeholders.append(((REJECTED, 0), None))
         examples = split_examples | "KeyByShard" >> beam.Map(
@@ -472,7 +475,7 @@ def build_metadata(settings: JobSettings, rows_read: int, written: list, rejecte
             "seed": settings.seed,
         },
         "shards": {
-            split: f"{split}-*-of-{settings.train_shards if split == 'train' else settings.eval_shards:05d}{features.SHARD_SUFFIX}"
+            split: f"{split}-*-of-{settings.shard_count(split):05d}{features.SHARD_SUFFIX}"
             for split in features.SPLITS
         },
         "counts": {split: {"total": sum(c.values()), **c} for split, c in counts.items()},
