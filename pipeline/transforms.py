@@ -133,10 +133,11 @@ class DropDuplicatePairs(beam.PTransform):
 
 @dataclasses.dataclass(frozen=True)
 class Encoded:
-    """A written example and what the split and the metadata need to know about it."""
+    """A written example and what the writer and the metadata need to know about it."""
 
     pair_key: str
     label: int
+    split: str
     serialized: bytes
     image_digest: int
 
@@ -177,13 +178,14 @@ def tf_error_summary(message: str) -> str:
 class _InFlight:
     """A row whose images are being read and decoded by the pool; its tokens are ready."""
 
+    split: str
     record: rows.Record
     tokens: dict
     images: "concurrent.futures.Future"
 
 
 class PreprocessFn(beam.DoFn):
-    """`Record` → `Encoded` (decode, resize and re-encode both images; pack the text pair).
+    """(split, `Record`) → `Encoded` (decode, resize and re-encode both images; pack the text pair).
 
     Work is batched so that one worker process keeps every core busy: a thread pool reads and
     decodes images (TF ops release the GIL; remote reads overlap too) while this thread
@@ -229,7 +231,7 @@ class PreprocessFn(beam.DoFn):
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def start_bundle(self):
-        self._batch: list[rows.Record] = []
+        self._batch: list[tuple[str, rows.Record]] = []
         self._in_flight: collections.deque[_InFlight] = collections.deque()
 
     def _read(self, name: str) -> bytes:
@@ -278,13 +280,13 @@ class PreprocessFn(beam.DoFn):
             return
         tf = self._tf
         tokens = self._tokenizer(
-            tf.constant([record.texts[0] for record in self._batch]),
-            tf.constant([record.texts[1] for record in self._batch]),
+            tf.constant([record.texts[0] for _, record in self._batch]),
+            tf.constant([record.texts[1] for _, record in self._batch]),
         )
         tokens = {key: value.numpy() for key, value in tokens.items()}
-        for index, record in enumerate(self._batch):
+        for index, (split, record) in enumerate(self._batch):
             row_tokens = {key: value[index] for key, value in tokens.items()}
-            self._in_flight.append(_InFlight(record, row_tokens, self._pool.submit(self._images, record)))
+            self._in_flight.append(_InFlight(split, record, row_tokens, self._pool.submit(self._images, record)))
         self._batch = []
 
     def _finish(self, row: _InFlight):
@@ -298,10 +300,11 @@ class PreprocessFn(beam.DoFn):
         stored, digest = result
         example = features.to_example(record.ids, record.texts, stored, row.tokens, record.label, self._settings.shape)
         Metrics.counter("rows", "written").inc()
-        return Encoded(record.pair_key, record.label, example.SerializeToString(deterministic=True), digest)
+        serialized = example.SerializeToString(deterministic=True)
+        return Encoded(record.pair_key, record.label, row.split, serialized, digest)
 
-    def process(self, record: rows.Record):
-        self._batch.append(record)
+    def process(self, item: tuple[str, rows.Record]):
+        self._batch.append(item)
         if len(self._batch) >= self.BATCH_ROWS:
             self._start_batch()
         # Two batches in flight: the pool decodes one while this thread finishes the other.
@@ -325,28 +328,34 @@ class PreprocessFn(beam.DoFn):
 
 
 class AssignSplits(beam.PTransform):
-    """`Encoded` → (split, Encoded): stratified by label, exact and deterministic."""
+    """`Record` → (split, Record): stratified by label, exact and deterministic.
+
+    Splits are assigned to the valid, unique rows before any image is read, from pair keys
+    and labels alone. So only these small records are shuffled here (not the encoded images),
+    and a pair's split never depends on another pair's images: a row rejected at decode time
+    leaves its split one example short instead of shifting other pairs between splits.
+    """
 
     def __init__(self, test_fraction: float, val_fraction: float, seed: int):
         super().__init__()
         self._test, self._val, self._seed = test_fraction, val_fraction, seed
 
-    def expand(self, encoded):
+    def expand(self, records):
         def split_label(item):
             _, keys = item
             return rows.assign_splits(list(keys), self._test, self._val, self._seed).items()
 
         split_of = (
-            encoded
-            | "KeyByLabel" >> beam.Map(lambda e: (e.label, e.pair_key))
+            records
+            | "KeyByLabel" >> beam.Map(lambda r: (r.label, r.pair_key))
             | "GroupByLabel" >> beam.GroupByKey()
             | "SplitEachLabel" >> beam.FlatMap(split_label)
         )
-        by_key = encoded | "KeyByPairKey" >> beam.Map(lambda e: (e.pair_key, e))
+        by_key = records | "KeyByPairKey" >> beam.Map(lambda r: (r.pair_key, r))
         return (
-            {"split": split_of, "example": by_key}
+            {"split": split_of, "record": by_key}
             | "Join" >> beam.CoGroupByKey()
-            | "Attach" >> beam.Map(lambda item: (item[1]["split"][0], item[1]["example"][0]))
+            | "Attach" >> beam.Map(lambda item: (item[1]["split"][0], item[1]["record"][0]))
         )
 
 
@@ -362,53 +371,90 @@ def shard_index(pair_key: str, shards: int) -> int:
     return int.from_bytes(hashlib.sha256(pair_key.encode("utf-8")).digest()[:8], "big") % shards
 
 
-class _WriteFileFn(beam.DoFn):
-    """((split, index), records) → one shard file, or rejected.jsonl for the key (REJECTED, 0).
+def _file_name(settings: JobSettings, split: str, index: int) -> str:
+    if split == REJECTED:
+        return REJECTED_FILE
+    return f"{split}-{index:05d}-of-{settings.shard_count(split):05d}{features.SHARD_SUFFIX}"
+
+
+def write_file(settings: JobSettings, split: str, index: int, records: Iterable) -> str:
+    """Writes shard `index` of `split` (or rejected.jsonl for `REJECTED`); returns its path.
 
     Shards are GZIP TFRecord files written by TF's C++ writer (local paths and gs:// alike).
-    Each file is written under a temporary name and renamed when complete, so a retried
-    bundle never leaves a half-written shard under a name the reader globs.
+    The file is written under a temporary name and renamed when complete, so a retried bundle
+    never leaves a half-written shard under a name the reader globs.
+    """
+    import tensorflow as tf
+
+    name = _file_name(settings, split, index)
+    final = FileSystems.join(settings.out_dir, name)
+    temporary = FileSystems.join(settings.out_dir, f".{name}.{uuid.uuid4().hex}.tmp")
+    if split == REJECTED:
+        with FileSystems.create(temporary, mime_type="application/x-ndjson") as handle:
+            for line in records:
+                handle.write(line.encode("utf-8") + b"\n")
+    else:
+        # Level 1: the JPEG-encoded images hardly compress, and on the benchmark's shards
+        # level 1 wrote 0.3% more bytes than the default level 6 in 70-75% of the time.
+        options = tf.io.TFRecordOptions(compression_type=features.COMPRESSION, compression_level=1)
+        with tf.io.TFRecordWriter(temporary, options) as writer:
+            for serialized in records:
+                writer.write(serialized)
+    FileSystems.rename([temporary], [final])
+    return final
+
+
+class _WriteFileFn(beam.DoFn):
+    """((split, index), records) → the path of the file written (see `write_file`).
+
+    Files are compressed on one thread per core (TF's writer releases the GIL), so the job's
+    last stage is not bound to one core. A file's records are held in memory while it waits
+    for a thread, and at most one file per thread waits.
     """
 
     def __init__(self, settings: JobSettings):
         self._settings = settings
 
     def setup(self):
-        import tensorflow as tf
+        self._threads = self._settings.threads or os.cpu_count() or 1
+        self._pool = concurrent.futures.ThreadPoolExecutor(self._threads, thread_name_prefix="write")
 
-        self._tf = tf
+    def teardown(self):
+        self._pool.shutdown(wait=True)
+
+    def start_bundle(self):
+        self._pending: collections.deque[concurrent.futures.Future] = collections.deque()
 
     def process(self, item):
         (split, index), records = item
-        settings = self._settings
-        if split == REJECTED:
-            name = REJECTED_FILE
-        else:
-            name = f"{split}-{index:05d}-of-{settings.shard_count(split):05d}{features.SHARD_SUFFIX}"
-        final = FileSystems.join(settings.out_dir, name)
-        temporary = FileSystems.join(settings.out_dir, f".{name}.{uuid.uuid4().hex}.tmp")
-        records = (record for record in records if record is not None)  # None only makes the file exist.
-        if split == REJECTED:
-            with FileSystems.create(temporary, mime_type="application/x-ndjson") as handle:
-                for line in records:
-                    handle.write(line.encode("utf-8") + b"\n")
-        else:
-            # Level 1: the JPEG-encoded images hardly compress, and on the benchmark's shards
-            # level 1 wrote 0.3% more bytes than the default level 6 in 70-75% of the time.
-            options = self._tf.io.TFRecordOptions(compression_type=features.COMPRESSION, compression_level=1)
-            with self._tf.io.TFRecordWriter(temporary, options) as writer:
-                for serialized in records:
-                    writer.write(serialized)
-        FileSystems.rename([temporary], [final])
-        yield final
+        records = list(records)  # Grouped values may only be iterated inside `process`.
+        self._pending.append(self._pool.submit(write_file, self._settings, split, index, records))
+        while len(self._pending) > self._threads:
+            yield self._pending.popleft().result()
+
+    def finish_bundle(self):
+        while self._pending:
+            yield GlobalWindows.windowed_value(self._pending.popleft().result())
+
+
+def _complete_files(_, settings: JobSettings, written: list[str]) -> list[str]:
+    """Creates the expected files that no record reached, empty; returns every file's path."""
+    expected = [(split, index) for split in features.SPLITS for index in range(settings.shard_count(split))]
+    paths = []
+    for split, index in expected + [(REJECTED, 0)]:
+        path = FileSystems.join(settings.out_dir, _file_name(settings, split, index))
+        paths.append(path if path in written else write_file(settings, split, index, []))
+    return paths
 
 
 class WriteFiles(beam.PTransform):
-    """(split, Encoded) and rejected JSON lines → every shard file and rejected.jsonl, in one shuffle.
+    """`Encoded` examples and rejected JSON lines → every shard file and rejected.jsonl.
 
-    Every expected file gets a placeholder, so a split with fewer examples than shards still
-    has all its (possibly empty) files and a job without rejections writes an empty
-    rejected.jsonl.
+    The examples are keyed by shard in the stage that encodes them and grouped once, so the
+    encoded images go through a single shuffle. Files no record reached are then created empty:
+    a split with fewer examples than shards still has all its files, and a job without
+    rejections writes an empty rejected.jsonl. The output is one element, the list of every
+    file, which exists only once all of them are complete.
     """
 
     def __init__(self, settings: JobSettings):
@@ -416,21 +462,26 @@ class WriteFiles(beam.PTransform):
         self._settings = settings
 
     def expand(self, inputs):
-        split_examples, rejected_lines = inputs
+        examples, rejected_lines = inputs
         settings = self._settings
-        counts = {split: settings.shard_count(split) for split in features.SPLITS}
-        placeholders = [((split, index), None) for split, count in counts.items() for index in range(count)]
-        placeholders.append(((REJECTED, 0), None))
-        examples = split_examples | "KeyByShard" >> beam.Map(
-            lambda item: ((item[0], shard_index(item[1].pair_key, counts[item[0]])), item[1].serialized)
+        shards = (
+            examples
+            | "KeyByShard"
+            >> beam.Map(lambda e: ((e.split, shard_index(e.pair_key, settings.shard_count(e.split))), e.serialized))
+            | "GroupByShard" >> beam.GroupByKey()
+            | "WriteShards" >> beam.ParDo(_WriteFileFn(settings))
         )
-        rejected = rejected_lines | "KeyRejected" >> beam.Map(lambda line: ((REJECTED, 0), line))
-        every_file = split_examples.pipeline | "EveryFile" >> beam.Create(placeholders)
+        rejected = (
+            rejected_lines
+            | "KeyRejected" >> beam.Map(lambda line: ((REJECTED, 0), line))
+            | "GroupRejected" >> beam.GroupByKey()
+            | "WriteRejected" >> beam.ParDo(_WriteFileFn(settings))
+        )
+        written = (shards, rejected) | "Written" >> beam.Flatten()
         return (
-            (examples, rejected, every_file)
-            | "AllRecords" >> beam.Flatten()
-            | "GroupByFile" >> beam.GroupByKey()
-            | "WriteEachFile" >> beam.ParDo(_WriteFileFn(settings))
+            examples.pipeline
+            | "CompleteTrigger" >> beam.Create([None])
+            | "CreateMissingFiles" >> beam.Map(_complete_files, settings, beam.pvalue.AsList(written))
         )
 
 
@@ -488,7 +539,9 @@ def build_metadata(settings: JobSettings, rows_read: int, written: list, rejecte
     }
 
 
-def _write_metadata(_, settings: JobSettings, rows_read, written, rejected, image_digest):
+def _write_metadata(_, settings: JobSettings, rows_read, written, rejected, image_digest, files):
+    """Writes metadata.json; `files` (unused) makes this wait until every data file is complete."""
+    del files
     metadata = build_metadata(settings, rows_read, written, rejected, image_digest)
     path = FileSystems.join(settings.out_dir, features.METADATA_FILE)
     with FileSystems.create(path, mime_type="application/json") as handle:
@@ -532,11 +585,11 @@ class BuildShards(beam.PTransform):
         )
         parsed = numbered_rows | "ParseRows" >> ParseRows()
         unique = parsed.records | "DropDuplicatePairs" >> DropDuplicatePairs()
-        encoded = unique.records | "Preprocess" >> beam.ParDo(PreprocessFn(settings)).with_outputs(
-            REJECTED, main="examples"
-        )
-        split_examples = encoded.examples | "AssignSplits" >> AssignSplits(
+        split_records = unique.records | "AssignSplits" >> AssignSplits(
             settings.test_fraction, settings.val_fraction, settings.seed
+        )
+        encoded = split_records | "Preprocess" >> beam.ParDo(PreprocessFn(settings)).with_outputs(
+            REJECTED, main="examples"
         )
 
         rejected = (
@@ -547,12 +600,12 @@ class BuildShards(beam.PTransform):
         rejected_lines = rejected | "RejectedJson" >> beam.Map(
             lambda r: json.dumps(r.to_json_dict(), ensure_ascii=False, sort_keys=True)
         )
-        _ = (split_examples, rejected_lines) | "WriteFiles" >> WriteFiles(settings)
+        files = (encoded.examples, rejected_lines) | "WriteFiles" >> WriteFiles(settings)
 
         rows_read = numbered_rows | "CountRows" >> beam.combiners.Count.Globally()
         written = (
-            split_examples
-            | "SplitLabel" >> beam.Map(lambda item: ((item[0], item[1].label), 1))
+            encoded.examples
+            | "SplitLabel" >> beam.Map(lambda e: ((e.split, e.label), 1))
             | "CountWritten" >> beam.CombinePerKey(sum)
             | "WrittenList" >> beam.combiners.ToList()
         )
@@ -579,5 +632,6 @@ class BuildShards(beam.PTransform):
                 as_single(written),
                 as_single(rejected_counts),
                 as_single(image_digest),
+                as_single(files),
             )
         )

@@ -33,18 +33,21 @@ def test_parse_and_dedupe_route_every_row_once():
 
 
 def test_assign_splits_is_stratified_and_disjoint():
-    encoded = [transforms.Encoded(f"k{label}-{i}", label, b"", 0) for label in range(3) for i in range(40)]
+    records = [
+        rows.Record(i, (f"{label}000", f"{i}"), ("a", "b"), ("x.jpg", "y.jpg"), label) for label in range(3) for i in range(40)
+    ]
     with test_pipeline.TestPipeline() as pipeline:
-        result = (
-            pipeline
-            | beam.Create(encoded)
-            | transforms.AssignSplits(0.1, 0.05, seed=0)
+        assigned = pipeline | beam.Create(records) | transforms.AssignSplits(0.1, 0.05, seed=0)
+        counts = (
+            assigned
             | beam.Map(lambda item: ((item[0], item[1].label), 1))
             | beam.CombinePerKey(sum)
         )
         # 40 per label: 4 test, round(36 * 0.05) = 2 val, 34 train.
         expected = [((split, label), n) for label in range(3) for split, n in (("test", 4), ("val", 2), ("train", 34))]
-        assert_that(result, equal_to(expected))
+        assert_that(counts, equal_to(expected), label="counts")
+        keys = assigned | beam.Map(lambda item: item[1].pair_key)
+        assert_that(keys, equal_to([record.pair_key for record in records]), label="each record once")
 
 
 def test_class_weights_are_balanced():
@@ -83,11 +86,12 @@ def test_every_shard_file_exists_and_holds_its_examples_once(tmp_path):
     from pipeline import features
 
     settings = transforms.JobSettings(images_dir=str(tmp_path), out_dir=str(tmp_path), train_shards=3, eval_shards=2)
-    examples = [("train", transforms.Encoded("a", 0, b"first", 0)), ("test", transforms.Encoded("b", 1, b"second", 0))]
+    examples = [transforms.Encoded("a", 0, "train", b"first", 0), transforms.Encoded("b", 1, "test", b"second", 0)]
     with test_pipeline.TestPipeline() as pipeline:
-        split_examples = pipeline | "Examples" >> beam.Create(examples)
+        encoded = pipeline | "Examples" >> beam.Create(examples)
         no_rejections = pipeline | "NoRejections" >> beam.Create([])
-        _ = (split_examples, no_rejections) | transforms.WriteFiles(settings)
+        files = (encoded, no_rejections) | transforms.WriteFiles(settings)
+        assert_that(files | beam.Map(len), equal_to([3 + 2 + 2 + 1]), label="every file listed")
     names = sorted(os.path.basename(path) for path in glob.glob(os.path.join(tmp_path, "*")))
     shards = [f"{split}-{i:05d}-of-{n:05d}{features.SHARD_SUFFIX}" for split, n in (("test", 2), ("train", 3), ("val", 2)) for i in range(n)]
     assert names == sorted(shards + [transforms.REJECTED_FILE])  # No temporary file left behind.
