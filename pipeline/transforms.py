@@ -577,11 +577,12 @@ class BuildShards(beam.PTransform):
 
     def expand(self, pipeline):
         settings = self._settings
+        # One worker reads and validates the CSV (cheap per row); the duplicate check's
+        # GroupByKey then spreads the rows over workers before any image is read.
         numbered_rows = (
             pipeline
             | "CsvPath" >> beam.Create([self._csv_path])
             | "ReadCsv" >> beam.FlatMap(read_csv_rows)
-            | "Spread" >> beam.Reshuffle()
         )
         parsed = numbered_rows | "ParseRows" >> ParseRows()
         unique = parsed.records | "DropDuplicatePairs" >> DropDuplicatePairs()
