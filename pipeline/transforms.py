@@ -1,4 +1,4 @@
-"""The Beam job's composite transforms: CSV → records → examples → splits → shards + metadata.
+"""The Beam job's composite transforms: CSV → records → splits → examples → shards + metadata.
 
 Each stage has a label and a rejected side output; `run.py` only wires flags to `BuildShards`.
 Tests drive the composites on literal rows with `TestPipeline`.
