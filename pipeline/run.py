@@ -65,7 +65,7 @@ def define_flags() -> argparse.ArgumentParser:
     parser.add_argument("--eval-shards", type=int, default=1, help="val and test shard files each (default: %(default)s)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="reject larger images (default: %(default)s)")
     parser.add_argument("--jpeg-quality", type=int, default=features.STORAGE_JPEG_QUALITY, help="quality of stored images (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=0, help="image read/decode threads per worker process (default: one per core)")
+    parser.add_argument("--threads", type=int, default=0, help="image read/decode and shard compression threads per worker process (default: one per core)")
     parser.add_argument("--overwrite", action="store_true", help="replace shards already in --out")
     return parser
 

@@ -52,7 +52,8 @@ class JobSettings:
       eval_shards: Number of val and of test shard files.
       csv_sha256: Digest of the input CSV, recorded in metadata.json.
       vocab_fingerprint: The tokenizer's fingerprint, computed once by the driver.
-      threads: Image read/decode threads per worker process; 0 means one per core.
+      threads: Image decode (and shard compression) threads per worker process; 0 means one
+        per core.
     """
 
     images_dir: str
@@ -408,8 +409,8 @@ class _WriteFileFn(beam.DoFn):
     """((split, index), records) → the path of the file written (see `write_file`).
 
     Files are compressed on one thread per core (TF's writer releases the GIL), so the job's
-    last stage is not bound to one core. A file's records are held in memory while it waits
-    for a thread, and at most one file per thread waits.
+    last stage is not bound to one core. A file's records are held in memory until it is
+    written, so at most one file per thread (plus the one being read) is in memory at a time.
     """
 
     def __init__(self, settings: JobSettings):
