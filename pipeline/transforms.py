@@ -75,6 +75,10 @@ class JobSettings:
         """Number of shard files of `split` (train or an evaluation split)."""
         return self.train_shards if split == "train" else self.eval_shards
 
+    def thread_count(self) -> int:
+        """Decode or compression threads per worker process: `threads`, or one per core."""
+        return self.threads or os.cpu_count() or 1
+
 
 # ---------------------------------------------------------------------------------------------
 # Reading and validating rows.
@@ -222,8 +226,7 @@ class PreprocessFn(beam.DoFn):
         # costs about 0.4 ms); the one-image function says which image a failure came from.
         self._resize_and_store = resize_and_store.get_concrete_function()
         self._resize_and_store_pair = resize_and_store_pair.get_concrete_function()
-        threads = self._settings.threads or os.cpu_count() or 1
-        self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="decode")
+        self._pool = concurrent.futures.ThreadPoolExecutor(self._settings.thread_count(), thread_name_prefix="decode")
         self._progress = _Progress("preprocess")
         images_dir = self._settings.images_dir
         self._local_root = None if "://" in images_dir else os.path.realpath(images_dir)
@@ -417,7 +420,7 @@ class _WriteFileFn(beam.DoFn):
         self._settings = settings
 
     def setup(self):
-        self._threads = self._settings.threads or os.cpu_count() or 1
+        self._threads = self._settings.thread_count()
         self._pool = concurrent.futures.ThreadPoolExecutor(self._threads, thread_name_prefix="write")
 
     def teardown(self):
