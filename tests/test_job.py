@@ -109,7 +109,29 @@ def test_preprocess_handle_writes_the_same_examples_as_the_vocabulary(shards, da
         assert not expected
 
 
-def test_splits_are_disjoint_and_stratified(shards):
+def expected_splits(dataset, out):
+    """(split of each valid unique pair by `rows.assign_splits`, label of each pair, pairs the
+    job rejected after that: missing, broken or oversized images)."""
+    with open(dataset["mixed_csv"], newline="", encoding="utf-8") as handle:
+        parsed = [rows.parse_row(n, row) for n, row in enumerate(csv.DictReader(handle), start=1)]
+    keys_by_label, key_of_row, label_of = {}, {}, {}
+    for record in parsed:
+        if isinstance(record, rows.Record):
+            keys_by_label.setdefault(record.label, set()).add(record.pair_key)
+            key_of_row[record.row_number] = record.pair_key
+            label_of[record.pair_key] = record.label
+    expected = {}
+    for keys in keys_by_label.values():
+        expected.update(rows.assign_splits(sorted(keys), 0.1, 0.05, seed=0))
+    with open(os.path.join(out, "rejected.jsonl"), encoding="utf-8") as handle:
+        rejected = [json.loads(line) for line in handle]
+    decode_rejected = {
+        key_of_row[r["row_number"]] for r in rejected if r["row_number"] in key_of_row and r["reason"] != "duplicate_pair"
+    }
+    return expected, label_of, decode_rejected
+
+
+def test_splits_are_disjoint_and_stratified(shards, dataset):
     out, metadata = shards
     seen = {}
     for split, examples in read_all(out).items():
@@ -117,36 +139,27 @@ def test_splits_are_disjoint_and_stratified(shards):
             key = (example["id_1"].numpy(), example["id_2"].numpy())
             assert key not in seen, f"pair {key} in {seen.get(key)} and {split}"
             seen[key] = split
-    for label in features.LABELS:
-        label_total = sum(metadata["counts"][s][label] for s in features.SPLITS)
-        # Quotas are exact over the rows that reach decoding (next test); here one label also
-        # lost a few rows to broken images afterwards.
-        assert abs(metadata["counts"]["test"][label] - round(label_total * 0.1)) <= 1
+    # Exact quotas per label over the pairs that reached decoding: 10% test, then 5% of the
+    # rest val; a pair rejected at decode time leaves its own split one short.
+    expected, label_of, decode_rejected = expected_splits(dataset, out)
+    for index, label in enumerate(features.LABELS):
+        assigned = [key for key, l in label_of.items() if l == index]
+        lost = Counter(expected[key] for key in assigned if key in decode_rejected)
+        n_test = round(len(assigned) * 0.1)
+        n_val = round((len(assigned) - n_test) * 0.05)
+        assert metadata["counts"]["test"][label] == n_test - lost["test"]
+        assert metadata["counts"]["val"][label] == n_val - lost["val"]
 
 
 def test_splits_are_assigned_before_decoding_from_valid_rows_only(shards, dataset):
     """Each pair's split is what `rows.assign_splits` gives over the valid, unique rows, so a row
     rejected at decode time (a broken image) moves no other pair to another split."""
     out, _ = shards
-    with open(dataset["mixed_csv"], newline="", encoding="utf-8") as handle:
-        parsed = [rows.parse_row(n, row) for n, row in enumerate(csv.DictReader(handle), start=1)]
-    keys_by_label, key_of_row = {}, {}
-    for record in parsed:
-        if isinstance(record, rows.Record):
-            keys_by_label.setdefault(record.label, set()).add(record.pair_key)
-            key_of_row[record.row_number] = record.pair_key
-    expected = {}
-    for keys in keys_by_label.values():
-        expected.update(rows.assign_splits(sorted(keys), 0.1, 0.05, seed=0))
+    expected, _, decode_rejected = expected_splits(dataset, out)
     written = {
         f"{e['id_1'].numpy().decode()}-{e['id_2'].numpy().decode()}": split
         for split, examples in read_all(out).items()
         for e in examples
-    }
-    with open(os.path.join(out, "rejected.jsonl"), encoding="utf-8") as handle:
-        rejected = [json.loads(line) for line in handle]
-    decode_rejected = {
-        key_of_row[r["row_number"]] for r in rejected if r["row_number"] in key_of_row and r["reason"] != "duplicate_pair"
     }
     assert decode_rejected and set(written) == set(expected) - decode_rejected
     assert {key: expected[key] for key in written} == written
