@@ -53,6 +53,7 @@ test: install
 
 bench: install
 	$(PYTHON) -m benchmarks.preprocessing --out benchmarks/results.md
+	$(PYTHON) -m benchmarks.memory --out benchmarks/memory.md
 	$(PYTHON) -m benchmarks.training --out benchmarks/training.md
 
 clean:

@@ -19,9 +19,9 @@ PIPELINE = [
     "apache-beam[tfrecord]==2.77.0",
     "google-crc32c>=1.5,<2",
 ]
+# No scikit-learn: Keras imports it at every `import tensorflow` when it is installed (0.8 s
+# per process); `trainer/evaluation.py` computes its few metrics itself.
 TRAINER = [
-    "pandas>=2,<4",
-    "scikit-learn>=1.4,<2",
     "matplotlib>=3.8,<4",
     "tensorboard>=2.21,<2.22",
 ]

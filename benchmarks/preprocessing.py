@@ -21,9 +21,10 @@ speed drifts. Rows:
   most); then the notebook against the job again on 2048-px images, the size and bytes per
   image of the data behind `../shared/MEASUREMENTS.md` (its notebook figures reproduce there).
 
-The notebook (AUTOTUNE) and the in-process Beam job are each run `--repeats` times,
-alternating, and the fastest run of each is reported, so that a slow spell of the machine
-does not land on one side only.
+The notebook (AUTOTUNE), the in-process Beam job and the job as a command are each run
+`--repeats` times, alternating, and the fastest run of each is reported, so that a slow spell
+of the machine does not land on one side only. A last table (`benchmarks/startup.py`) says
+where the command's fixed cost goes.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ import contextlib
 import csv
 import io
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,7 +42,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
-from pipeline import preprocess, rows, synthetic  # noqa: E402
+from benchmarks import startup  # noqa: E402
+from pipeline import bert_inputs, images, rows, synthetic  # noqa: E402
 
 BATCH_SIZE = 32
 
@@ -50,10 +51,10 @@ BATCH_SIZE = 32
 def load_pairs(data_dir: str):
     with open(os.path.join(data_dir, "tweets.csv"), newline="", encoding="utf-8") as handle:
         records = [rows.parse_row(n, row) for n, row in enumerate(csv.DictReader(handle), 1)]
-    images = os.path.join(data_dir, "images")
+    folder = os.path.join(data_dir, "images")
     return {
-        "image_1": [os.path.join(images, r.image_files[0]) for r in records],
-        "image_2": [os.path.join(images, r.image_files[1]) for r in records],
+        "image_1": [os.path.join(folder, r.image_files[0]) for r in records],
+        "image_2": [os.path.join(folder, r.image_files[1]) for r in records],
         "text_1": [r.texts[0] for r in records],
         "text_2": [r.texts[1] for r in records],
         "label": [r.label for r in records],
@@ -65,7 +66,7 @@ def prepare_data(data_dir: str, pairs: int, **profile):
     if not os.path.exists(os.path.join(data_dir, "tweets.csv")):
         print(f"generating {pairs} pairs into {data_dir} ...", flush=True)
         synthetic.generate(data_dir, pairs, seed=0, ratios=(109, 109, 1182), **profile)
-    tokenizer = preprocess.PairTokenizer(preprocess.read_vocab(os.path.join(data_dir, "vocab.txt")), True, 128)
+    tokenizer = bert_inputs.PairTokenizer(bert_inputs.read_vocab(os.path.join(data_dir, "vocab.txt")), True, 128)
     return load_pairs(data_dir), tokenizer
 
 
@@ -161,22 +162,21 @@ def beam_job(argv: list[str]) -> float:
     return seconds
 
 
-def beam_command(argv: list[str]) -> float:
-    """Seconds for `python -m pipeline.run` as a new process (interpreter + imports included)."""
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "pipeline.run", *argv], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - started
-
-
-def alternate(pairs, tokenizer, image_size: int, argv: list[str], repeats: int) -> tuple[float, float]:
-    """Fastest seconds of the notebook (AUTOTUNE) and of the in-process job, run alternately."""
+def alternate(pairs, tokenizer, image_size: int, argv: list[str], repeats: int) -> tuple[float, float, float]:
+    """Fastest seconds of the notebook (AUTOTUNE), the in-process job and the job as a command,
+    run alternately, so that a slow spell of the machine does not land on one side only."""
     count = len(pairs["label"])
-    notebook_runs, job_runs = [], []
+    notebook_runs, job_runs, command_runs = [], [], []
     for _ in range(repeats):
         notebook_runs.append(notebook_seconds(pairs, tokenizer, image_size, tf.data.AUTOTUNE))
         job_runs.append(beam_job(argv))
-        print(f"notebook AUTOTUNE {count / notebook_runs[-1]:.1f} rows/s, Beam job {count / job_runs[-1]:.1f} rows/s", flush=True)
-    return min(notebook_runs), min(job_runs)
+        command_runs.append(startup.command_seconds(["-m", "pipeline.run", *argv]))
+        print(
+            f"notebook AUTOTUNE {count / notebook_runs[-1]:.1f} rows/s, Beam job {count / job_runs[-1]:.1f} rows/s, "
+            f"as a command {count / command_runs[-1]:.1f} rows/s",
+            flush=True,
+        )
+    return min(notebook_runs), min(job_runs), min(command_runs)
 
 
 def per_format_costs(data_dir: str, image_size: int, per_format: int = 30) -> list[tuple[str, int, float, float]]:
@@ -184,16 +184,16 @@ def per_format_costs(data_dir: str, image_size: int, per_format: int = 30) -> li
     from PIL import Image
 
     groups: dict[str, list[bytes]] = {}
-    images = os.path.join(data_dir, "images")
-    for name in sorted(os.listdir(images)):
-        with open(os.path.join(images, name), "rb") as handle:
+    folder = os.path.join(data_dir, "images")
+    for name in sorted(os.listdir(folder)):
+        with open(os.path.join(folder, name), "rb") as handle:
             data = handle.read()
         with Image.open(io.BytesIO(data)) as image:
             kind = f"{image.format} {image.mode}" + (" progressive" if image.info.get("progressive") else "")
         if len(groups.setdefault(kind, [])) < per_format:
             groups[kind].append(data)
     notebook = tf.function(lambda data: tf.reduce_max(tf.image.resize(full_decode(data), (image_size, image_size))))
-    ours = tf.function(lambda data: tf.reduce_max(preprocess.decode_image(data, image_size)), autograph=False)
+    ours = tf.function(lambda data: tf.reduce_max(images.decode_image(data, image_size)), autograph=False)
     results = []
     with tf.device("/cpu:0"):
         for kind, datas in sorted(groups.items()):
@@ -219,9 +219,9 @@ def large_profile_table(args, pairs: int) -> list[str]:
     count = len(data["label"])
     plain = notebook_seconds(data, tokenizer, args.image_size, None)
     with tempfile.TemporaryDirectory() as scratch:
-        notebook, job = alternate(data, tokenizer, args.image_size, job_argv(args.large_data, scratch, args.image_size), args.repeats)
+        notebook, job, command = alternate(data, tokenizer, args.image_size, job_argv(args.large_data, scratch, args.image_size), args.repeats)
     full = time_dataset(decode_only(data, full_decode))[0]
-    ours = time_dataset(decode_only(data, lambda d: preprocess.decode_image(d, args.image_size)))[0]
+    ours = time_dataset(decode_only(data, lambda d: images.decode_image(d, args.image_size)))[0]
     size_mb = sum(os.path.getsize(p) for p in data["image_1"] + data["image_2"]) / 1e6
     rows = [
         ("notebook input pipeline, `map` without parallel calls", plain),
@@ -229,6 +229,7 @@ def large_profile_table(args, pairs: int) -> list[str]:
         ("decode only: full decode of both images (AUTOTUNE)", full),
         ("decode only: this project's decode + resize (AUTOTUNE)", ours),
         ("Beam job in this process", job),
+        ("same job as a command, `python -m pipeline.run`", command),
     ]
     options = " ".join(f"--{key.replace('_', '-')} {value:g}" for key, value in LARGE_PROFILE.items())
     return [
@@ -271,22 +272,13 @@ def main(argv=None) -> int:
 
     record("notebook input pipeline, `map` without parallel calls", notebook_seconds(pairs, tokenizer, args.image_size, None), n)
     argv = job_argv(args.data, args.shards, args.image_size)
-    notebook_best, job_best = alternate(pairs, tokenizer, args.image_size, argv, args.repeats)
+    notebook_best, job_best, command_best = alternate(pairs, tokenizer, args.image_size, argv, args.repeats)
     record("notebook input pipeline, `map(num_parallel_calls=AUTOTUNE)`", notebook_best, n)
     record("decode only: full decode of both images (AUTOTUNE)", *time_dataset(decode_only(pairs, full_decode)))
-    ours = lambda data: preprocess.decode_image(data, args.image_size)  # noqa: E731
+    ours = lambda data: images.decode_image(data, args.image_size)  # noqa: E731
     record("decode only: this project's decode + resize (DCT scaling, AUTOTUNE)", *time_dataset(decode_only(pairs, ours)))
     record("Beam job in this process: validate + decode + tokenize + split + write GZIP shards + metadata", job_best, n)
-
-    with tempfile.TemporaryDirectory() as scratch:
-        one_row = os.path.join(scratch, "one.csv")
-        with open(os.path.join(args.data, "tweets.csv"), newline="", encoding="utf-8") as src, open(one_row, "w", newline="", encoding="utf-8") as dst:
-            reader, writer = csv.reader(src), csv.writer(dst)
-            writer.writerow(next(reader))
-            writer.writerow(next(reader))
-        startup = beam_job(job_argv(args.data, os.path.join(scratch, "one"), args.image_size, one_row))
-    record(f"same, its fixed cost alone (a 1-row run: {startup:.1f}s) taken out", max(job_best - startup, 1e-9), n)
-    record("same job as a command, `python -m pipeline.run` (adds interpreter start and TF import)", beam_command(argv), n)
+    record("same job as a command, `python -m pipeline.run` (adds interpreter start, imports, tracing)", command_best, n)
     reader_timing = read_shards(args.shards, args.image_size)
     if reader_timing:
         record("trainer reader over the shards (train split, 3 epochs, batch 32)", *reader_timing)
@@ -312,6 +304,7 @@ def main(argv=None) -> int:
     ]
     for kind, count, notebook_ms, ours_ms in per_format_costs(args.data, args.image_size):
         lines.append(f"| {kind} | {count} | {notebook_ms:.1f} | {ours_ms:.1f} | {notebook_ms / ours_ms:.2f} |")
+    lines += ["", *startup.startup_table(job_argv, args.data, args.image_size)]
     if args.large_data:
         lines += ["", *large_profile_table(args, n)]
     write_table(args.out, "\n".join(lines) + "\n")

@@ -19,7 +19,6 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from benchmarks.preprocessing import write_table  # noqa: E402
 from model import local_encoders, multimodal  # noqa: E402

@@ -19,7 +19,7 @@ def encoder_vocabulary(handle: str) -> tuple[list[str], bool]:
     """The vocabulary and casing a TF Hub BERT encoder carries (its vocab_file asset, do_lower_case)."""
     import tensorflow_hub as hub
 
-    from pipeline.preprocess import read_vocab
+    from pipeline.bert_inputs import read_vocab
 
     encoder = hub.load(handle)
     return read_vocab(encoder.vocab_file.asset_path.numpy().decode("utf-8")), bool(encoder.do_lower_case.numpy())
@@ -27,7 +27,7 @@ def encoder_vocabulary(handle: str) -> tuple[list[str], bool]:
 
 def vocab_fingerprint_of_encoder(handle: str) -> str:
     """Fingerprint of the encoder's own vocabulary and casing (what the shards must carry)."""
-    from pipeline.preprocess import vocab_fingerprint
+    from pipeline.bert_inputs import vocab_fingerprint
 
     return vocab_fingerprint(*encoder_vocabulary(handle))
 

@@ -1,8 +1,8 @@
 """The exported SavedModel: raw texts and encoded image bytes in, label probabilities out.
 
-The serving signature runs `pipeline.preprocess` — the very functions the Beam job ran before
-writing the shards — so a pair scored online is preprocessed exactly like a training example
-(no training/serving skew). The tokenizer is rebuilt from the text encoder's own vocabulary
+The serving signature runs `pipeline.images` and `pipeline.bert_inputs`, the very functions
+the Beam job ran before writing the shards, so a pair scored online is preprocessed exactly
+like a training example (no training/serving skew). The tokenizer is rebuilt from the text encoder's own vocabulary
 and casing, which training already checked against the shards' fingerprint.
 
     signature `serving_default`(text_1 [B] string, text_2 [B] string,
@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from pipeline import features, preprocess
+from pipeline import bert_inputs, features, images
+from pipeline.settings import DEFAULT_MAX_PIXELS
 
 SIGNATURE_KEYS = ("text_1", "text_2", "image_1", "image_2")
 
@@ -24,8 +25,8 @@ SIGNATURE_KEYS = ("text_1", "text_2", "image_1", "image_2")
 class ServingModule(tf.Module):
     """Wraps a trained Keras model with the Beam job's preprocessing."""
 
-    def __init__(self, model, tokenizer: preprocess.PairTokenizer, image_size: int,
-                 max_pixels: int = preprocess.DEFAULT_MAX_PIXELS):
+    def __init__(self, model, tokenizer: bert_inputs.PairTokenizer, image_size: int,
+                 max_pixels: int = DEFAULT_MAX_PIXELS):
         super().__init__(name="multimodal_entailment_serving")
         self.model = model
         self.tokenizer = tokenizer
@@ -37,7 +38,7 @@ class ServingModule(tf.Module):
         """Raw pair batch → the model's input dict (what the Beam job computes, before storage)."""
         inputs = dict(self.tokenizer(text_1, text_2))
         for key, data in zip(features.IMAGE_KEYS, (image_1, image_2)):
-            inputs[key] = preprocess.decode_images(data, self._image_size, self._max_pixels)
+            inputs[key] = images.decode_images(data, self._image_size, self._max_pixels)
         return inputs
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=key) for key in SIGNATURE_KEYS])
@@ -49,12 +50,12 @@ class ServingModule(tf.Module):
         }
 
 
-def tokenizer_for(text_encoder: str, seq_length: int) -> preprocess.PairTokenizer:
+def tokenizer_for(text_encoder: str, seq_length: int) -> bert_inputs.PairTokenizer:
     """The tokenizer matching the text encoder's vocabulary asset and casing."""
     from model import encoders
 
     vocab, lowercase = encoders.encoder_vocabulary(text_encoder)
-    return preprocess.PairTokenizer(vocab, lowercase, seq_length)
+    return bert_inputs.PairTokenizer(vocab, lowercase, seq_length)
 
 
 def export(model, path: str, text_encoder: str, image_size: int, seq_length: int) -> str:

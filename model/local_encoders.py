@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
-from pipeline.preprocess import pack_segments, packing_ids, read_vocab  # noqa: E402
+from pipeline.bert_inputs import pack_segments, packing_ids, read_vocab  # noqa: E402
 
 
 class TinyBert(tf.Module):
@@ -126,6 +126,38 @@ class TinyBert(tf.Module):
         return self._encode(inputs, False)
 
 
+class PieceCounter(tf.Module):
+    """A fixed text encoder in the TF Hub BERT format: per segment, how often each word piece occurs.
+
+    `pooled_output` [B, 2V] holds the counts of the first segment's pieces, then the second's
+    (V = vocabulary size; [CLS], [SEP] and padding count too, harmlessly); `sequence_output`
+    [B, L, 2V] the one-hot piece of each position, in its segment's half. It has no weights:
+    whatever compares the two tweets is learnt by the model's own head, smoothly, so a test of
+    fusion does not hang on a from-scratch transformer learning to attend across segments.
+    """
+
+    variables = None
+    trainable_variables = None
+
+    def __init__(self, vocab_file: str, do_lower_case: bool):
+        super().__init__(name="piece_counter")
+        with tf.io.gfile.GFile(vocab_file) as handle:
+            self._vocab_size = sum(1 for _ in handle)
+        self.vocab_file = tf.saved_model.Asset(vocab_file)
+        self.do_lower_case = tf.Variable(do_lower_case, trainable=False, name="do_lower_case")
+        self.trainable_variables = []
+        self.variables = [self.do_lower_case]
+
+    @tf.function
+    def __call__(self, inputs, training=False):
+        del training  # Nothing differs between training and inference.
+        pieces = tf.one_hot(tf.cast(inputs["input_word_ids"], tf.int32), self._vocab_size)
+        mask = tf.cast(inputs["input_mask"], tf.float32)[..., tf.newaxis]
+        second = tf.cast(inputs["input_type_ids"], tf.float32)[..., tf.newaxis]
+        sequence = tf.concat([pieces * (1.0 - second), pieces * second], axis=-1) * mask
+        return {"pooled_output": tf.reduce_sum(sequence, axis=1), "sequence_output": sequence}
+
+
 class BertPreprocessor(tf.Module):
     """TF Hub's BERT preprocessing interface over a local vocabulary (`text.BertTokenizer`).
 
@@ -164,7 +196,15 @@ def build_bert_preprocessor(vocab_file: str, out_dir: str, do_lower_case: bool =
 
 def build_tiny_bert(vocab_file: str, out_dir: str, do_lower_case: bool = True, **sizes) -> str:
     """Writes the tiny BERT SavedModel to out_dir; returns out_dir."""
-    module = TinyBert(vocab_file, do_lower_case, **sizes)
+    return _save_encoder(TinyBert(vocab_file, do_lower_case, **sizes), out_dir)
+
+
+def build_piece_counter(vocab_file: str, out_dir: str, do_lower_case: bool = True) -> str:
+    """Writes the `PieceCounter` SavedModel to out_dir; returns out_dir."""
+    return _save_encoder(PieceCounter(vocab_file, do_lower_case), out_dir)
+
+
+def _save_encoder(module: tf.Module, out_dir: str) -> str:
     spec = {key: tf.TensorSpec([None, None], tf.int32) for key in ("input_word_ids", "input_mask", "input_type_ids")}
     # Trace both modes, as TF Hub's reusable SavedModels do.
     for training in (False, True):

@@ -1,8 +1,10 @@
 """The one definition of a tweet-pair `tf.train.Example`: names, dtypes, shapes, encode, parse.
 
-The Beam writer (`pipeline.transforms`), the tf.data reader (`trainer.reader`) and the serving
+The Beam job (`pipeline.encode`), the tf.data reader (`trainer.reader`) and the serving
 signature (`model.export`) all import this module, so the three cannot drift apart.
-No Beam or TF Hub import here: the trainer and the exported model must not need them.
+No Beam or TF Hub import here: the trainer and the exported model must not need them. TF itself
+is imported by the functions that use it, so the command lines can read the constants (and
+answer `--help` or a bad flag) without paying for TensorFlow's start-up.
 
 Fields of one serialized example (every integer in a `tf.train.Example` is int64):
 
@@ -23,9 +25,10 @@ The BERT input names are the ones TF Hub BERT encoders take, so no renaming happ
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
-import tensorflow as tf
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 LABELS = ("Contradictory", "Implies", "NoEntailment")
 LABEL_INDEX = {name: index for index, name in enumerate(LABELS)}
@@ -58,6 +61,8 @@ class Shape:
 
 def example_spec(shape: Shape) -> dict[str, tf.io.FixedLenFeature]:
     """The parse spec of a serialized example (what is on disk)."""
+    import tensorflow as tf
+
     spec = {key: tf.io.FixedLenFeature([], tf.string) for key in ID_KEYS + TEXT_KEYS + IMAGE_KEYS}
     spec.update({key: tf.io.FixedLenFeature([shape.seq_length], tf.int64) for key in TOKEN_KEYS})
     spec[LABEL_KEY] = tf.io.FixedLenFeature([], tf.int64)
@@ -66,6 +71,8 @@ def example_spec(shape: Shape) -> dict[str, tf.io.FixedLenFeature]:
 
 def model_input_specs(shape: Shape) -> dict[str, tf.TensorSpec]:
     """Per-example specs of the model's inputs (behind `keras.Input` and the reader's shapes)."""
+    import tensorflow as tf
+
     specs = {
         key: tf.TensorSpec([shape.image_size, shape.image_size, 3], tf.uint8, name=key)
         for key in IMAGE_KEYS
@@ -75,10 +82,14 @@ def model_input_specs(shape: Shape) -> dict[str, tf.TensorSpec]:
 
 
 def _bytes_feature(value: bytes) -> tf.train.Feature:
+    import tensorflow as tf
+
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
 
 
 def _int64_feature(values: Sequence[int]) -> tf.train.Feature:
+    import tensorflow as tf
+
     return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
 
 
@@ -91,6 +102,8 @@ def to_example(
     shape: Shape,
 ) -> tf.train.Example:
     """Builds one example; checks lengths so a wrong sequence length fails here, not in training."""
+    import tensorflow as tf
+
     if not 0 <= label < len(LABELS):
         raise ValueError(f"label index {label} is outside 0..{len(LABELS) - 1}")
     feature = {}
@@ -114,6 +127,8 @@ def parse(serialized: tf.Tensor, shape: Shape) -> dict[str, tf.Tensor]:
 
     Images come back decoded as uint8 [S, S, 3] with static shapes; integers as int32.
     """
+    import tensorflow as tf
+
     raw = tf.io.parse_single_example(serialized, example_spec(shape))
     parsed = {key: raw[key] for key in ID_KEYS + TEXT_KEYS}
     for key in IMAGE_KEYS:

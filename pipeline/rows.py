@@ -5,6 +5,11 @@ stable strings users can count and grep in `rejected.jsonl`:
 
 | reason | meaning |
 |---|---|
+| `bad_encoding` | the record holds bytes that are not UTF-8, or NUL bytes (see `csv_records`) |
+| `bad_cell_count` | more or fewer cells than the header has |
+| `malformed_csv` | a quote error, or the file ends inside a quoted field |
+| `record_too_large` | a record longer than 1 Mi characters or 1,000 lines |
+| `bad_header` | the row's file has a header without the required columns |
 | `bad_id` | an id is not a positive integer of at most 19 digits |
 | `empty_text` | a text is empty or only whitespace |
 | `unknown_label` | the label is not one of `features.LABELS` |
@@ -26,6 +31,7 @@ import re
 import urllib.parse
 from typing import Mapping
 
+from pipeline.csv_records import CsvFault, CsvRow, printable
 from pipeline.features import LABEL_INDEX
 
 CSV_COLUMNS = ("id_1", "text_1", "image_1", "id_2", "text_2", "image_2", "label")
@@ -35,7 +41,7 @@ _ID_PATTERN = re.compile(r"^[0-9]{1,19}$")
 
 @dataclasses.dataclass(frozen=True)
 class Record:
-    """One valid CSV row. `row_number` counts data rows from 1 (the header is row 0)."""
+    """One valid CSV row of file `source`: its `row_number`-th data record, starting on `line`."""
 
     row_number: int
     ids: tuple[str, str]
@@ -43,34 +49,53 @@ class Record:
     image_files: tuple[str, str]
     label: int
     row: Mapping[str, str] = dataclasses.field(compare=False, repr=False, default_factory=dict)
+    source: str = ""
+    line: int = 0
 
     @property
     def pair_key(self) -> str:
         return f"{self.ids[0]}-{self.ids[1]}"
 
+    @property
+    def order(self) -> tuple[str, int]:
+        """Reading order across files: the first of two duplicate rows is the one kept."""
+        return self.source, self.row_number
+
 
 @dataclasses.dataclass(frozen=True)
 class Rejection:
-    """A row that cannot become an example, with its original fields and why."""
+    """A row that cannot become an example, with its original fields (or its text) and why."""
 
     row_number: int
     reason: str
     message: str
     row: Mapping[str, str]
+    source: str = ""
+    line: int = 0
+    text: str = ""
 
     @classmethod
     def of(cls, record: Record, reason: str, message: str) -> "Rejection":
-        return cls(record.row_number, reason, message, record.row)
+        return cls(record.row_number, reason, message, record.row, record.source, record.line)
+
+    @classmethod
+    def of_fault(cls, fault: CsvFault) -> "Rejection":
+        return cls(fault.row_number, fault.reason, fault.message, {}, fault.source, fault.line, fault.text)
 
     def to_json_dict(self) -> dict:
-        return {
+        result = {
+            "file": self.source,
+            "line": self.line,
             "row_number": self.row_number,
             "id_1": self.row.get("id_1"),
             "id_2": self.row.get("id_2"),
             "reason": self.reason,
             "message": self.message,
-            "row": dict(self.row),
+            "row": {key: printable(value) for key, value in self.row.items()},
         }
+        if self.text:
+            result["text"] = self.text  # The record's first line, when it has no fields.
+        return result
 
 
 class RowError(ValueError):
@@ -102,7 +127,7 @@ def image_file_name(url: str | None, tweet_id: str, column: str) -> str:
     return name
 
 
-def parse_row(row_number: int, row: Mapping[str, str]) -> Record | Rejection:
+def parse_row(row_number: int, row: Mapping[str, str], source: str = "", line: int = 0) -> Record | Rejection:
     """Validates one CSV row; never raises for bad content."""
     try:
         ids = (parse_id(row.get("id_1"), "id_1"), parse_id(row.get("id_2"), "id_2"))
@@ -118,8 +143,15 @@ def parse_row(row_number: int, row: Mapping[str, str]) -> Record | Rejection:
             image_file_name(row.get("image_2"), ids[1], "image_2"),
         )
     except RowError as error:
-        return Rejection(row_number, error.reason, str(error), row)
-    return Record(row_number, ids, texts, files, LABEL_INDEX[label_name], dict(row))
+        return Rejection(row_number, error.reason, str(error), row, source, line)
+    return Record(row_number, ids, texts, files, LABEL_INDEX[label_name], dict(row), source, line)
+
+
+def parse_record(item: CsvRow | CsvFault) -> Record | Rejection:
+    """What `csv_records.read_records` yields → a `Record`, or the `Rejection` of a bad row."""
+    if isinstance(item, CsvFault):
+        return Rejection.of_fault(item)
+    return parse_row(item.row_number, item.row, item.source, item.line)
 
 
 def stable_hash(text: str, seed: int) -> int:

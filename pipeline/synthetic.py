@@ -70,16 +70,17 @@ FILLERS = (
     "정말 놀랍다",
     "source: radio",
 )
-# (format, PIL mode, weight): what a tweet-image crawl looks like.
+# (format, PIL mode, weight): what a tweet-image crawl looks like. In the real data set's CSV,
+# 85% of image URLs end in .jpg and 15% in .png; the weights below keep that split.
 FORMATS = (
-    ("jpeg", "RGB", 45),
+    ("jpeg", "RGB", 56),
     ("jpeg-progressive", "RGB", 15),
-    ("jpeg-exif", "RGB", 8),
-    ("png", "RGB", 12),
-    ("png", "RGBA", 8),
-    ("png", "P", 7),
-    ("png", "L", 3),
-    ("jpeg", "L", 2),
+    ("jpeg-exif", "RGB", 10),
+    ("jpeg", "L", 4),
+    ("png", "RGB", 6),
+    ("png", "RGBA", 5),
+    ("png", "P", 3),
+    ("png", "L", 1),
 )
 WRONG_EXTENSION_RATE = 0.03
 DEFAULT_TEXTURE = 10.0

@@ -38,7 +38,7 @@ def png_bomb_bytes(width: int = 30000, height: int = 30000) -> bytes:
     return bytes(data)
 
 
-# (reason expected, how the row is broken) for each bad row the fixture adds.
+# The reason each bad row the fixture adds is rejected with, in the order of the rows.
 BAD_ROW_REASONS = (
     "missing_image",
     "empty_image",
@@ -50,8 +50,21 @@ BAD_ROW_REASONS = (
     "path_traversal",  # "../" in the URL
     "path_traversal",  # a symlink out of the images folder
     "image_too_large",
+    "image_too_large",  # a WebP whose header announces 16383 x 16383
     "duplicate_pair",
 )
+# Rows broken at the file level, appended as raw bytes after the rows above (the last one
+# opens a quote that the file never closes).
+FILE_FAULT_REASONS = ("bad_encoding", "bad_encoding", "bad_cell_count", "malformed_csv")
+
+
+def webp_bomb_bytes() -> bytes:
+    """A small lossless WebP whose VP8L header claims 16383 x 16383 pixels."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, "WEBP", lossless=True)
+    data = bytearray(buffer.getvalue())
+    data[21:25] = (16382 | 16382 << 14 | (data[24] >> 4) << 28).to_bytes(4, "little")
+    return bytes(data)
 
 
 @pytest.fixture(scope="session")
@@ -89,6 +102,8 @@ def dataset(tmp_path_factory):
     add("9000000000000000009")
     (images / "9000000000000000010.png").write_bytes(png_bomb_bytes())
     add("9000000000000000010", image_1="http://pbs.twimg.com/media/bomb.png")
+    (images / "9000000000000000011.webp").write_bytes(webp_bomb_bytes())
+    add("9000000000000000011", image_1="http://pbs.twimg.com/media/bomb.webp")
     bad.append(dict(good[1]))  # duplicate_pair
     assert len(bad) == len(BAD_ROW_REASONS)
 
@@ -96,6 +111,17 @@ def dataset(tmp_path_factory):
         writer = csv.DictWriter(handle, fieldnames=list(rows.CSV_COLUMNS))
         writer.writeheader()
         writer.writerows(good + bad)
+    one_line = next(row for row in good if "\n" not in row["text_1"] + row["text_2"])  # Faults stay on one line.
+    good_line = ",".join(['"' + one_line[c].replace('"', '""') + '"' for c in rows.CSV_COLUMNS]).encode()
+    file_faults = [
+        good_line.replace(b"http", b"caf\xe9 http", 1),  # Latin-1, not UTF-8.
+        good_line.replace(b"http", b"nul\x00 http", 1),
+        good_line + b',"one cell too many"',
+        b'9000000000000000020,"this quote is never closed,http://x/a.jpg,1,b,http://x/b.jpg,Implies',
+    ]
+    assert len(file_faults) == len(FILE_FAULT_REASONS)
+    with open(root / "mixed.csv", "ab") as handle:
+        handle.write(b"\r\n".join(file_faults) + b"\r\n")
     return {
         "root": root,
         "good_csv": root / "tweets.csv",

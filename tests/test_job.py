@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import glob
+import io
 import json
 import os
 import subprocess
@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline import features, preprocess, rows, run
-from tests.conftest import BAD_ROW_REASONS, GOOD_PAIRS, IMAGE_SIZE, SEQ_LENGTH, job_args
+from pipeline import bert_inputs, csv_records, features, images, rows, run
+from tests.conftest import BAD_ROW_REASONS, FILE_FAULT_REASONS, GOOD_PAIRS, IMAGE_SIZE, SEQ_LENGTH, job_args
+
+ALL_REASONS = BAD_ROW_REASONS + FILE_FAULT_REASONS
 
 SHAPE = features.Shape(IMAGE_SIZE, SEQ_LENGTH)
 
@@ -32,10 +34,10 @@ def read_all(out):
 
 def test_counts_reconcile_and_files_are_named_per_split(shards):
     out, metadata = shards
-    total = GOOD_PAIRS + len(BAD_ROW_REASONS)
+    total = GOOD_PAIRS + len(ALL_REASONS)
     assert metadata["rows_read"] == total
     assert metadata["examples_written"] == GOOD_PAIRS
-    assert metadata["rows_rejected"] == len(BAD_ROW_REASONS)
+    assert metadata["rows_rejected"] == len(ALL_REASONS)
     names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(out, "*.tfrecord.gz")))
     assert names == [
         "test-00000-of-00001.tfrecord.gz",
@@ -55,19 +57,31 @@ def test_every_bad_row_is_rejected_with_its_reason(shards, dataset):
     out, metadata = shards
     with open(os.path.join(out, "rejected.jsonl"), encoding="utf-8") as handle:
         rejected = [json.loads(line) for line in handle]
-    assert Counter(r["reason"] for r in rejected) == Counter(BAD_ROW_REASONS)
-    assert metadata["rejected_by_reason"] == dict(Counter(BAD_ROW_REASONS))
+    assert Counter(r["reason"] for r in rejected) == Counter(ALL_REASONS)
+    assert metadata["rejected_by_reason"] == dict(Counter(ALL_REASONS))
     by_row = {r["row_number"]: r for r in rejected}
-    for offset, reason in enumerate(BAD_ROW_REASONS):
+    for offset, reason in enumerate(ALL_REASONS):
         entry = by_row[GOOD_PAIRS + 1 + offset]
         assert entry["reason"] == reason and entry["message"]
-        assert entry["row"] == dataset["bad_rows"][offset]  # Original fields kept as read.
+        assert entry["file"] == str(dataset["mixed_csv"]) and entry["line"] > GOOD_PAIRS
+        if offset < len(BAD_ROW_REASONS):
+            assert entry["row"] == dataset["bad_rows"][offset]  # Original fields kept as read.
+        else:
+            assert entry["row"] == {} and entry["text"]  # No fields: the record's line instead.
+
+
+def test_a_broken_csv_costs_only_its_broken_rows(shards):
+    """Invalid UTF-8, a NUL byte, an extra cell and an unclosed quote at the end of the file:
+    each is one rejected row, and every good row before them is written."""
+    out, metadata = shards
+    assert metadata["rejected_by_reason"]["malformed_csv"] == 1 and metadata["rejected_by_reason"]["bad_encoding"] == 2
+    assert metadata["examples_written"] == GOOD_PAIRS
 
 
 def test_round_trip_matches_direct_preprocessing(shards, dataset):
     """Shards hold exactly what preprocessing the same rows directly gives."""
     out, _ = shards
-    tokenizer = preprocess.PairTokenizer(preprocess.read_vocab(str(dataset["vocab"])), True, SEQ_LENGTH)
+    tokenizer = bert_inputs.PairTokenizer(bert_inputs.read_vocab(str(dataset["vocab"])), True, SEQ_LENGTH)
     by_ids = {}
     for split, examples in read_all(out).items():
         for example in examples:
@@ -84,7 +98,7 @@ def test_round_trip_matches_direct_preprocessing(shards, dataset):
             np.testing.assert_array_equal(example[key].numpy(), tokens[key].numpy()[0])
         for key, name in zip(features.IMAGE_KEYS, record.image_files):
             data = (dataset["images"] / name).read_bytes()
-            direct = preprocess.decode_image(tf.constant(data), IMAGE_SIZE).numpy().astype(float)
+            direct = images.decode_image(tf.constant(data), IMAGE_SIZE).numpy().astype(float)
             stored = example[key].numpy().astype(float)
             assert stored.shape == (IMAGE_SIZE, IMAGE_SIZE, 3)
             worst_pixel_error = max(worst_pixel_error, np.abs(stored - direct).mean())
@@ -112,8 +126,8 @@ def test_preprocess_handle_writes_the_same_examples_as_the_vocabulary(shards, da
 def expected_splits(dataset, out):
     """(split of each valid unique pair by `rows.assign_splits`, label of each pair, pairs the
     job rejected after that: missing, broken or oversized images)."""
-    with open(dataset["mixed_csv"], newline="", encoding="utf-8") as handle:
-        parsed = [rows.parse_row(n, row) for n, row in enumerate(csv.DictReader(handle), start=1)]
+    with open(dataset["mixed_csv"], "rb") as handle:
+        parsed = [rows.parse_record(item) for item in csv_records.read_records(handle, "", rows.CSV_COLUMNS)]
     keys_by_label, key_of_row, label_of = {}, {}, {}
     for record in parsed:
         if isinstance(record, rows.Record):
@@ -165,22 +179,28 @@ def test_splits_are_assigned_before_decoding_from_valid_rows_only(shards, datase
     assert {key: expected[key] for key in written} == written
 
 
-def test_same_output_with_two_worker_processes(shards, dataset, tmp_path):
-    """Multi-process DirectRunner gives the same split assignment and example bytes."""
-    out, _ = shards
+def test_same_examples_in_the_same_files_with_two_worker_processes(shards, dataset, tmp_path):
+    """Multi-process DirectRunner: every file holds the same example bytes (their order within
+    a file may differ), rejected.jsonl the same lines, metadata.json the same counts."""
+    out, metadata = shards
     again = tmp_path / "again"
-    run.run(job_args(dataset, again, extra=["--direct_num_workers=2", "--direct_running_mode=multi_processing"]))
+    second_metadata = run.run(job_args(dataset, again, extra=["--direct_num_workers=2", "--direct_running_mode=multi_processing"]))
 
     def content(directory):
         result = {}
-        for split in features.SPLITS:
-            files = sorted(glob.glob(os.path.join(directory, f"{split}-*{features.SHARD_SUFFIX}")))
-            for serialized in tf.data.TFRecordDataset(files, compression_type=features.COMPRESSION):
-                result[serialized.numpy()] = split
+        for path in sorted(glob.glob(os.path.join(directory, f"*{features.SHARD_SUFFIX}"))):
+            records = tf.data.TFRecordDataset(path, compression_type=features.COMPRESSION)
+            result[os.path.basename(path)] = sorted(serialized.numpy() for serialized in records)
+        with open(os.path.join(directory, "rejected.jsonl"), encoding="utf-8") as handle:
+            result["rejected.jsonl"] = sorted(handle)
         return result
 
     first, second = content(out), content(again)
-    assert len(first) == GOOD_PAIRS and first == second
+    assert sum(len(first[name]) for name in first if name.endswith(features.SHARD_SUFFIX)) == GOOD_PAIRS
+    assert first == second
+    for key in ("counts", "rejected_by_reason", "source_fingerprint"):
+        assert second_metadata[key] == metadata[key]
+    assert sorted(os.listdir(again)) == sorted(os.listdir(out))  # No temporary folder left.
 
 
 @pytest.mark.parametrize(
@@ -195,6 +215,10 @@ def test_same_output_with_two_worker_processes(shards, dataset, tmp_path):
         ({"--vocab": "/nonexistent/vocab.txt"}, "cannot load the tokenizer"),
         ({"--seq-length": "2"}, "--seq-length must be at least 5"),
         ({"--threads": "-1"}, "--threads must be 0"),
+        ({"--image-szie": "48"}, "unknown flag --image-szie (did you mean --image-size?)"),
+        ({"--runner": "DirectRunner", "--direct_num_wrkers": "2"}, "unknown flag --direct_num_wrkers (did you mean --direct_num_workers?)"),
+        ({"--csv": str(os.sep.join(["", "nonexistent", "pairs-*.csv"]))}, "matches no files"),
+        ({"--image-size": "abc"}, "invalid int value: 'abc'"),
     ],
 )
 def test_bad_invocation_is_one_clear_error_line(change, message, dataset, tmp_path, capsys):
@@ -231,10 +255,68 @@ def test_existing_shards_need_overwrite(shards, dataset, capsys):
     assert "--overwrite" in capsys.readouterr().err
 
 
-def test_command_line_exit_status_and_summary(dataset, tmp_path):
+def test_a_failed_rerun_leaves_no_metadata_and_no_temporary_files(dataset, tmp_path, monkeypatch, capsys):
+    """--overwrite removes the old run first (metadata.json before anything else) and the
+    temporary folders that crashed runs left; a run that then fails leaves no metadata.json,
+    so the reader refuses the folder instead of reading old metadata beside new shards."""
+    from pipeline import encode
+    from trainer import reader
+
+    out = tmp_path / "out"
+    run.run(job_args(dataset, out, csv_key="good_csv"))
+    (out / ".tmp-crashed").mkdir()
+    (out / ".tmp-crashed" / "train-00000-0.part").write_bytes(b"left by a crash")
+
+    def fail(self, item):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(encode.PreprocessFn, "process", fail)
+    assert run.main(job_args(dataset, out, csv_key="good_csv", extra=["--overwrite"])) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("error: the job failed") and "disk full" in error[0], error
+    assert not (out / features.METADATA_FILE).exists() and not glob.glob(str(out / ".tmp-*"))
+    assert not glob.glob(str(out / f"*{features.SHARD_SUFFIX}"))  # The old run's shards went first.
+    with pytest.raises(FileNotFoundError, match="metadata.json"):
+        reader.read_metadata(str(out))
+
+
+def test_a_glob_of_csv_files_is_one_data_set(dataset, tmp_path):
+    """Rows split over several files give the same examples as the one file."""
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    lines = io.StringIO(dataset["good_csv"].read_text(encoding="utf-8"), newline="").readlines()
+    header, body = lines[0], lines[1:]
+    # Split on record boundaries: csv_records tells where each record starts.
+    with open(dataset["good_csv"], "rb") as handle:
+        starts = [r.line - 2 for r in csv_records.read_records(handle, "", rows.CSV_COLUMNS)]
+    middle = starts[len(starts) // 2]
+    (parts / "pairs-0.csv").write_text(header + "".join(body[:middle]), encoding="utf-8")
+    (parts / "pairs-1.csv").write_text(header + "".join(body[middle:]), encoding="utf-8")
+    args = job_args(dataset, tmp_path / "from-glob", csv_key="good_csv")
+    args[args.index("--csv") + 1] = str(parts / "pairs-*.csv")
+    from_glob = run.run(args)
+    from_file = run.run(job_args(dataset, tmp_path / "from-file", csv_key="good_csv"))
+    assert from_glob["counts"] == from_file["counts"] and from_glob["rows_read"] == GOOD_PAIRS
+    assert len(from_glob["source_fingerprint"]["csv_files"]) == 2
+    for split in features.SPLITS:
+        assert sorted(e["id_1"].numpy() for e in read_split(tmp_path / "from-glob", split)) == sorted(
+            e["id_1"].numpy() for e in read_split(tmp_path / "from-file", split)
+        )
+
+
+def test_command_line_errors_are_one_line_and_help_needs_no_tensorflow(dataset, tmp_path):
     missing = subprocess.run(
         [sys.executable, "-m", "pipeline.run", "--csv", "nope.csv", "--images", str(dataset["images"]), "--out", str(tmp_path)],
         capture_output=True,
         text=True,
     )
-    assert missing.returncode == 2 and missing.stderr.strip().endswith("--csv nope.csv does not exist")
+    assert missing.returncode == 2 and missing.stderr.strip() == "error: --csv nope.csv does not exist", missing.stderr
+    no_flags = subprocess.run([sys.executable, "-m", "pipeline.run"], capture_output=True, text=True)
+    assert no_flags.returncode == 2 and no_flags.stderr.strip().splitlines() == [
+        "error: the following arguments are required: --csv, --images, --out"
+    ]
+    # --help (and flag errors) import neither TensorFlow nor Beam, so they answer at once.
+    probe = "import sys, runpy; sys.argv = ['run', '--help']\ntry:\n runpy.run_module('pipeline.run', run_name='__main__')\nexcept SystemExit:\n pass\nprint(sorted(m for m in ('tensorflow', 'apache_beam') if m in sys.modules))"
+    helped = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert helped.returncode == 0 and "--csv CSV" in helped.stdout and helped.stdout.strip().endswith("[]"), helped
+    assert helped.stderr == ""

@@ -1,23 +1,33 @@
 """On synthetic data, where labels need both modalities, the multimodal model must beat both
-single-modality ablations (and the majority baseline). Small encoders trained from scratch,
-32 px images, two seeds per model: about 4 minutes on 2 cores.
+single-modality ablations (and the majority baseline).
 
-From-scratch runs "take off" (learn to compare the two texts) at a random epoch: at 20 epochs
-a multimodal run scored anywhere from 0.37 to 0.74 macro-F1, which once left its two-seed mean
-level with image-only. By 40 epochs every run we measured had taken off (0.70-0.83) while
-text-only stayed at 0.33-0.55 and image-only at 0.44-0.52 (their ceilings on this data are
-about 0.76 and 0.5)."""
+The claim is about the model's fusion, so the test takes the luck out of everything else:
+
+- The text encoder is `local_encoders.PieceCounter`, a fixed TF Hub-format encoder that counts
+  each tweet's word pieces. A small BERT trained from scratch "takes off" (learns to compare
+  the two tweets) at a random epoch: at 40 epochs one run scored 0.48 macro-F1 and the next
+  0.75, and the old test failed about one run in ten. With the counts, the model's own head
+  learns the comparison smoothly: over 4 seeds, after 30 epochs, multimodal scored 0.70-0.76,
+  text-only 0.52-0.55, image-only 0.41-0.47 (majority baseline 0.22).
+- Training is deterministic: seeded weights, a seeded reader that keeps its order, and TF's op
+  determinism, so a run gives the same scores every time on the same machine.
+- The test split is a quarter of the pairs (500), so the scores carry little sampling noise.
+
+Two seeds per model, 32 px images: about a minute and a half on 2 cores.
+"""
 
 from __future__ import annotations
 
 import keras
 import pytest
+import tensorflow as tf
+from tensorflow.python.framework import config as tf_config
 
 from model import local_encoders, multimodal
 from pipeline import features, run, synthetic
 from trainer import evaluation, reader, task
 
-IMAGE_SIZE, SEQ_LENGTH, EPOCHS = 32, 24, 40
+IMAGE_SIZE, SEQ_LENGTH, EPOCHS = 32, 24, 30
 SEEDS = (0, 1)
 
 
@@ -29,27 +39,33 @@ def learnable(tmp_path_factory):
     run.run([
         "--csv", str(root / "data" / "tweets.csv"), "--images", str(root / "data" / "images"),
         "--vocab", str(root / "data" / "vocab.txt"), "--out", str(root / "shards"),
-        "--image-size", str(IMAGE_SIZE), "--seq-length", str(SEQ_LENGTH),
-        "--direct_num_workers=1", "--direct_running_mode=in_memory",
+        "--image-size", str(IMAGE_SIZE), "--seq-length", str(SEQ_LENGTH), "--test-fraction", "0.25",
     ])
-    bert = local_encoders.build_tiny_bert(str(root / "data" / "vocab.txt"), str(root / "bert"), hidden=32, layers=2)
-    return str(root / "shards"), bert
+    counter = local_encoders.build_piece_counter(str(root / "data" / "vocab.txt"), str(root / "counter"))
+    return str(root / "shards"), counter
 
 
-def test_multimodal_beats_text_only_and_image_only(learnable):
-    shards, bert = learnable
+@pytest.fixture
+def op_determinism():
+    tf.config.experimental.enable_op_determinism()
+    try:
+        yield
+    finally:  # Process-wide: the tests after this one run as usual. TF has no public switch back.
+        tf_config.disable_op_determinism()
+
+
+def test_multimodal_beats_text_only_and_image_only(learnable, op_determinism):
+    shards, counter = learnable
     shape = features.Shape(IMAGE_SIZE, SEQ_LENGTH)
     steps = reader.read_metadata(shards)["counts"]["train"]["total"] // 32
     scores = {}
-    # Mean over two seeds: one short run of a from-scratch model varies by ±0.15 macro-F1.
     for mode in multimodal.MODES:
         runs = []
         for seed in SEEDS:
             keras.utils.set_random_seed(seed)
             model = multimodal.create_model(multimodal.ModelConfig(
-                text_encoder=bert, image_encoder="tiny", image_weights="none", projection_dims=64,
-                image_size=IMAGE_SIZE, seq_length=SEQ_LENGTH, mode=mode,
-                train_text_encoder=True, train_image_encoder=True,
+                text_encoder=counter, image_encoder="tiny", image_weights="none", projection_dims=64,
+                image_size=IMAGE_SIZE, seq_length=SEQ_LENGTH, mode=mode, train_image_encoder=True,
             ))
             model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
             train = reader.make_dataset(shards, "train", shape, 32, training=True, seed=seed).repeat()
@@ -59,5 +75,6 @@ def test_multimodal_beats_text_only_and_image_only(learnable):
         scores[mode] = sum(runs) / len(runs)
         majority = report["majority_baseline"]["macro_f1"]
     print("test macro-F1:", {mode: round(score, 3) for mode, score in scores.items()}, "majority:", round(majority, 3))
-    assert scores["multimodal"] > max(scores["text"], scores["image"]) + 0.03, scores
-    assert scores["multimodal"] > majority + 0.15, scores
+    # Measured margins are about 0.2 and 0.5; these bounds leave room for another machine's rounding.
+    assert scores["multimodal"] > max(scores["text"], scores["image"]) + 0.1, scores
+    assert scores["multimodal"] > majority + 0.3, scores

@@ -44,6 +44,17 @@ def test_labels_stay_aligned_through_shuffle_and_batching(shards):
     assert seen == (len(truth) // 3) * 3  # Training drops only the last partial batch.
 
 
+def test_a_seed_gives_the_same_batches_in_the_same_order(shards):
+    out, _ = shards
+
+    def order(seed):
+        dataset = reader.make_dataset(str(out), "train", SHAPE, 4, training=True, seed=seed, keep_ids=True)
+        return [tuple(inputs["id_1"].numpy()) for inputs, _ in dataset]
+
+    first = order(3)
+    assert order(3) == first and order(4) != first
+
+
 def test_evaluation_reads_every_example_once(shards):
     out, metadata = shards
     total = 0

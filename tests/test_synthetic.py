@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import filecmp
-import io
 from collections import Counter
 
 from PIL import Image
@@ -52,6 +51,9 @@ def test_rows_are_valid_and_ratios_hold(tmp_path):
                 modes[(image.format, image.mode, bool(image.getexif().get(0x0112)))] += 1
     assert {("JPEG", "RGB", False), ("JPEG", "RGB", True), ("PNG", "RGBA", False), ("PNG", "P", False)} <= set(modes)
     assert any(fmt == "PNG" and mode == "L" for fmt, mode, _ in modes) or any(mode == "L" for _, mode, _ in modes)
+    # The real data set's image URLs: 85% end in .jpg, 15% in .png.
+    urls = [row[key].split("?")[0] for row in data for key in ("image_1", "image_2")]
+    assert 0.80 <= sum(url.endswith(".jpg") for url in urls) / len(urls) <= 0.90
 
 
 def test_label_rule_needs_both_modalities():

@@ -7,31 +7,52 @@ carries the majority-class baseline of the same split beside the model's figures
 from __future__ import annotations
 
 import numpy as np
-from sklearn import metrics as sk
 
 from pipeline import features
 
 
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+    """[true, predicted] counts over every label of `features.LABELS`."""
+    classes = len(features.LABELS)
+    flat = np.asarray(labels, np.int64) * classes + np.asarray(predictions, np.int64)
+    return np.bincount(flat, minlength=classes * classes).reshape(classes, classes)
+
+
+def _scores(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """Per-class precision, recall and F1 (0 where undefined), accuracy and macro-F1.
+
+    Written out rather than taken from scikit-learn: these are a few sums over the confusion
+    matrix, and with scikit-learn installed, Keras imports it at every `import tensorflow`
+    (0.8 s in each trainer and Beam worker process, measured in `benchmarks/startup.py`).
+    """
+    true_positives = np.diag(matrix).astype(float)
+    support, predicted = matrix.sum(axis=1), matrix.sum(axis=0)
+    precision = np.divide(true_positives, predicted, out=np.zeros_like(true_positives), where=predicted > 0)
+    recall = np.divide(true_positives, support, out=np.zeros_like(true_positives), where=support > 0)
+    both = precision + recall
+    f1 = np.divide(2 * precision * recall, both, out=np.zeros_like(both), where=both > 0)
+    total = matrix.sum()
+    accuracy = float(true_positives.sum() / total) if total else 0.0
+    return precision, recall, f1, accuracy, float(f1.mean())
+
+
 def classification_report(labels: np.ndarray, predictions: np.ndarray) -> dict:
     """The per-split block of metrics.json (see the README for the layout)."""
-    classes = list(range(len(features.LABELS)))
-    precision, recall, f1, support = sk.precision_recall_fscore_support(
-        labels, predictions, labels=classes, zero_division=0
-    )
-    majority = np.full_like(labels, np.bincount(labels, minlength=len(classes)).argmax()) if len(labels) else labels
+    labels = np.asarray(labels, np.int64)
+    matrix = confusion_matrix(labels, predictions)
+    precision, recall, f1, accuracy, macro_f1 = _scores(matrix)
+    majority = np.full_like(labels, np.bincount(labels, minlength=len(features.LABELS)).argmax()) if len(labels) else labels
+    _, _, _, majority_accuracy, majority_macro_f1 = _scores(confusion_matrix(labels, majority))
     return {
         "examples": int(len(labels)),
-        "accuracy": float(sk.accuracy_score(labels, predictions)) if len(labels) else 0.0,
-        "macro_f1": float(sk.f1_score(labels, predictions, labels=classes, average="macro", zero_division=0)),
+        "accuracy": accuracy,
+        "macro_f1": macro_f1,
         "per_class": {
-            name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
+            name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(matrix[i].sum())}
             for i, name in enumerate(features.LABELS)
         },
-        "confusion_matrix": sk.confusion_matrix(labels, predictions, labels=classes).tolist(),
-        "majority_baseline": {
-            "accuracy": float(sk.accuracy_score(labels, majority)) if len(labels) else 0.0,
-            "macro_f1": float(sk.f1_score(labels, majority, labels=classes, average="macro", zero_division=0)),
-        },
+        "confusion_matrix": matrix.tolist(),
+        "majority_baseline": {"accuracy": majority_accuracy, "macro_f1": majority_macro_f1},
     }
 
 

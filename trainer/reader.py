@@ -78,8 +78,12 @@ def make_dataset(
     `batch_size` is per input pipeline (the global batch divided by the number of pipelines
     when a strategy distributes the dataset function). Training shuffles and drops the
     remainder so shapes stay static; evaluation keeps every example, in file order.
+    With a `seed`, training batches come in the same order on every run over the same
+    shards (parallel reads and parses keep their order; the shuffles are seeded), which
+    reproducible training needs; without one, tf.data may hand out whichever is ready first.
     With `keep_ids`, inputs also carry `id_1`/`id_2` (for error analysis and alignment tests).
     """
+    deterministic = not training or seed is not None
     files = shard_files(data_dir, split)
     dataset = tf.data.Dataset.from_tensor_slices(files)
     if input_context is not None and input_context.num_input_pipelines > 1:
@@ -90,7 +94,7 @@ def make_dataset(
         lambda path: tf.data.TFRecordDataset(path, compression_type=features.COMPRESSION),
         cycle_length=min(len(files), 8),
         num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=not training,
+        deterministic=deterministic,
     )
     if training:
         # Shuffle serialized records (small) before parsing, not decoded images (large).
@@ -103,6 +107,6 @@ def make_dataset(
             inputs.update({key: parsed[key] for key in features.ID_KEYS})
         return inputs, label
 
-    dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     dataset = dataset.batch(batch_size, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)

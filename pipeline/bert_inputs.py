@@ -1,0 +1,128 @@
+"""A tweet pair's texts → BERT inputs, as TF ops: one tokenizer for the Beam job and serving.
+
+`[CLS] text_1 [SEP] text_2 [SEP]`, segment ids 0/1, mask, padded to the sequence length;
+truncation is round-robin, so a long first tweet cannot push the second one out. The
+vocabulary and casing must be the text encoder's; `vocab_fingerprint` identifies them, and
+the shards, the trainer and the export all compare it. `PairTokenizer` is a `tf.Module`, so
+the exported model carries it (vocabulary included) and serving tokenizes as the job did.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Sequence
+
+import tensorflow as tf
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def vocab_fingerprint(vocab: Sequence[str], lowercase: bool) -> str:
+    """Identifies vocabulary and casing; shards and the text encoder must carry the same one."""
+    digest = hashlib.sha256("\n".join(vocab).encode("utf-8")).hexdigest()[:16]
+    return f"sha256:{digest}:{'uncased' if lowercase else 'cased'}"
+
+
+def read_vocab(path: str) -> list[str]:
+    with tf.io.gfile.GFile(path, "r") as handle:
+        vocab = [line.rstrip("\n") for line in handle]
+    while vocab and not vocab[-1]:
+        vocab.pop()
+    missing = [token for token in SPECIAL_TOKENS[:4] if token not in vocab]
+    if missing:
+        raise ValueError(f"vocabulary {path} lacks the BERT special tokens {missing}")
+    return vocab
+
+
+def packing_ids(vocab: Sequence[str]) -> tuple[int, int, int]:
+    """The ids of [CLS], [SEP] and [PAD] in `vocab`, as `pack_segments` takes them."""
+    return tuple(vocab.index(token) for token in ("[CLS]", "[SEP]", "[PAD]"))
+
+
+def pack_segments(segments, seq_length: int, ids: tuple[int, int, int]) -> dict[str, tf.Tensor]:
+    """Token-id segments (ragged [B, (tokens)] each) → `[CLS] a [SEP] b [SEP]` BERT inputs.
+
+    Round-robin truncation (a long first segment cannot push the second out), segment ids
+    0, 1, ..., mask, padding to `seq_length`; int32 [B, seq_length] each, as TF Hub's BERT
+    preprocessing models return them. `ids` comes from `packing_ids`.
+    """
+    import tensorflow_text as text
+
+    cls_id, sep_id, pad_id = ids
+
+    trimmed = text.RoundRobinTrimmer(max_seq_length=seq_length - len(segments) - 1).trim(segments)
+    word_ids, type_ids = text.combine_segments(trimmed, start_of_sequence_id=cls_id, end_of_segment_id=sep_id)
+    word_ids, mask = text.pad_model_inputs(word_ids, max_seq_length=seq_length, pad_value=pad_id)
+    type_ids, _ = text.pad_model_inputs(type_ids, max_seq_length=seq_length)
+    return {
+        "input_word_ids": tf.cast(word_ids, tf.int32),
+        "input_mask": tf.cast(mask, tf.int32),
+        "input_type_ids": tf.cast(type_ids, tf.int32),
+    }
+
+
+class PairTokenizer(tf.Module):
+    """(text_1, text_2) batches → BERT pair inputs, from a WordPiece vocabulary.
+
+    Calling it with two string vectors [B] returns `input_word_ids`, `input_mask` and
+    `input_type_ids`, each int32 [B, seq_length]. It is a `tf.Module`, so the exported model
+    carries it (vocabulary included) and serving tokenizes exactly as the Beam job did.
+    """
+
+    def __init__(self, vocab: Sequence[str], lowercase: bool, seq_length: int):
+        super().__init__(name="pair_tokenizer")
+        import tensorflow_text as text  # Registers the TF Text ops; needed in every process.
+
+        if seq_length < 5:
+            raise ValueError(f"seq_length must be at least 5, got {seq_length}")
+        vocab = list(vocab)
+        self.seq_length = seq_length
+        self.lowercase = lowercase
+        self.fingerprint = vocab_fingerprint(vocab, lowercase)
+        self._packing_ids = packing_ids(vocab)
+        self._wordpiece = text.FastBertTokenizer(
+            vocab=vocab,
+            token_out_type=tf.int64,
+            lower_case_nfd_strip_accents=lowercase,
+            unknown_token="[UNK]",
+        )
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)] * 2, autograph=False)
+    def __call__(self, text_1: tf.Tensor, text_2: tf.Tensor) -> dict[str, tf.Tensor]:
+        segments = [self._wordpiece.tokenize(text_1), self._wordpiece.tokenize(text_2)]
+        return pack_segments(segments, self.seq_length, self._packing_ids)
+
+
+class HubPairTokenizer(tf.Module):
+    """The same contract as `PairTokenizer`, backed by a TF Hub BERT preprocessing SavedModel.
+
+    Uses the model's own `tokenize` and `bert_pack_inputs`, called directly (not through
+    `hub.KerasLayer`, which Keras 3 rejects). The vocabulary fingerprint comes from the model's
+    `assets/vocab.txt`, and the casing is found by tokenizing "A" and "a".
+    """
+
+    def __init__(self, handle: str, seq_length: int):
+        super().__init__(name="hub_pair_tokenizer")
+        import tensorflow_hub as hub
+        import tensorflow_text  # noqa: F401  Registers ops the preprocessing model uses.
+
+        self.seq_length = seq_length
+        self.handle = handle
+        self._preprocessor = hub.load(handle)
+        vocab_path = os.path.join(hub.resolve(handle), "assets", "vocab.txt")
+        vocab = read_vocab(vocab_path)
+        upper, lower = self._preprocessor.tokenize(tf.constant(["A", "a"])).flat_values.numpy()[:2]
+        self.lowercase = bool(upper == lower)
+        self.fingerprint = vocab_fingerprint(vocab, self.lowercase)
+        # Packs one pair now, so a model that cannot pack to seq_length fails here, not in workers.
+        try:
+            self(tf.constant(["a"]), tf.constant(["b"]))
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{handle} cannot pack BERT inputs of length {seq_length}: {str(error).splitlines()[0]}") from None
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)] * 2, autograph=False)
+    def __call__(self, text_1: tf.Tensor, text_2: tf.Tensor) -> dict[str, tf.Tensor]:
+        segments = [self._preprocessor.tokenize(text_1), self._preprocessor.tokenize(text_2)]
+        packed = self._preprocessor.bert_pack_inputs(segments, seq_length=self.seq_length)
+        return {key: tf.cast(packed[key], tf.int32) for key in packed}

@@ -1,0 +1,139 @@
+"""Stage 5 of the job: counts and fingerprints → metadata.json, written after every data file.
+
+metadata.json is the job's completion mark: it is written only once all shards and
+rejected.jsonl are complete, and a rerun deletes it first, so a folder holding one is a
+finished, consistent output (the trainer's reader refuses a folder without it).
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline import __version__, features
+from pipeline.settings import JobSettings
+
+IMAGE_DIGEST_MODULUS = 2**127 - 1  # See `encode.image_digest`.
+
+
+class JobStats(beam.CombineFn):
+    """All the job's counts in one combine (one stage, not one per count).
+
+    Inputs are ("written", (split, label), image digest), ("rejected", reason) and
+    ("file", summary of a CSV file). The output holds `files`, `written` and `rejected` as
+    `build_metadata` takes them, and the images' digest: the sum of the examples' digests
+    modulo a prime, which no order changes and no repeated image cancels.
+    """
+
+    def create_accumulator(self):
+        return {"written": collections.Counter(), "rejected": collections.Counter(), "digest": 0, "files": []}
+
+    def add_input(self, accumulator, item):
+        kind = item[0]
+        if kind == "written":
+            accumulator["written"][item[1]] += 1
+            accumulator["digest"] = (accumulator["digest"] + item[2]) % IMAGE_DIGEST_MODULUS
+        elif kind == "rejected":
+            accumulator["rejected"][item[1]] += 1
+        else:
+            accumulator["files"].append(item[1])
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        merged = self.create_accumulator()
+        for accumulator in accumulators:
+            merged["written"].update(accumulator["written"])
+            merged["rejected"].update(accumulator["rejected"])
+            merged["digest"] = (merged["digest"] + accumulator["digest"]) % IMAGE_DIGEST_MODULUS
+            merged["files"] += accumulator["files"]
+        return merged
+
+    def extract_output(self, accumulator):
+        return {
+            "files": accumulator["files"],
+            "written": sorted(accumulator["written"].items()),
+            "rejected": sorted(accumulator["rejected"].items()),
+            "image_digest": accumulator["digest"],
+        }
+
+
+def class_weights(train_counts: dict[int, int]) -> dict[str, float]:
+    """n / (classes · n_c) per label (scikit-learn's 'balanced'); 0 for a label absent from train."""
+    total = sum(train_counts.values())
+    return {
+        name: (total / (len(features.LABELS) * train_counts[index]) if train_counts.get(index) else 0.0)
+        for index, name in enumerate(features.LABELS)
+    }
+
+
+def csv_fingerprint(files: list[dict]) -> str:
+    """The CSV input's SHA-256: the file's own for one file, else that of the sorted per-file list."""
+    files = sorted(files, key=lambda f: f["path"])
+    if len(files) == 1:
+        return files[0]["sha256"]
+    listing = "".join(f"{f['path']}\t{f['sha256']}\n" for f in files)
+    return hashlib.sha256(listing.encode("utf-8")).hexdigest()
+
+
+def build_metadata(settings: JobSettings, files: list[dict], written: list, rejected: list, image_digest: int) -> dict:
+    """The metadata.json contents from the job's counts (pure function, tested directly).
+
+    `files` holds one summary per CSV file read (path, sha256, bytes, rows), `written` the
+    ((split, label), count) pairs, `rejected` the (reason, count) pairs.
+    """
+    counts = {split: {name: 0 for name in features.LABELS} for split in features.SPLITS}
+    for (split, label), count in written:
+        counts[split][features.LABELS[label]] += count
+    train_counts = {index: counts["train"][name] for index, name in enumerate(features.LABELS)}
+    rejected_by_reason = dict(sorted(rejected))
+    examples_written = sum(count for _, count in written)
+    return {
+        "tool": "multimodal-entailment pipeline",
+        "version": __version__,
+        "labels": list(features.LABELS),
+        "image_size": settings.shape.image_size,
+        "seq_length": settings.shape.seq_length,
+        "image_storage": f"jpeg q{settings.jpeg_quality}",
+        "vocab_fingerprint": settings.vocab_fingerprint,
+        "tokenizer": (
+            {"vocab_size": len(settings.tokenizer.vocab), "lowercase": settings.tokenizer.lowercase}
+            if settings.tokenizer.vocab is not None
+            else {"hub_handle": settings.tokenizer.hub_handle}
+        ),
+        "splits": {
+            "test_fraction": settings.test_fraction,
+            "val_fraction": settings.val_fraction,
+            "seed": settings.seed,
+        },
+        "shards": {
+            split: f"{split}-*-of-{settings.shard_count(split):05d}{features.SHARD_SUFFIX}"
+            for split in features.SPLITS
+        },
+        "counts": {split: {"total": sum(c.values()), **c} for split, c in counts.items()},
+        "class_weights": class_weights(train_counts),
+        "rows_read": sum(f["rows"] for f in files),
+        "examples_written": examples_written,
+        "rows_rejected": sum(rejected_by_reason.values()),
+        "rejected_by_reason": rejected_by_reason,
+        "source_fingerprint": {
+            "csv_sha256": csv_fingerprint(files),
+            "csv_files": sorted(files, key=lambda f: f["path"]),
+            "images_sha256_sum": f"{image_digest:032x}",
+        },
+    }
+
+
+def write_metadata(_, settings: JobSettings, stats: dict, done) -> str:
+    """Writes metadata.json from `JobStats`; `done` (the list of data files) makes this wait until they exist."""
+    del done
+    metadata = build_metadata(settings, stats["files"], stats["written"], stats["rejected"], stats["image_digest"])
+    path = FileSystems.join(settings.out_dir, features.METADATA_FILE)
+    temporary = f"{settings.temp_dir}/{features.METADATA_FILE}"
+    with FileSystems.create(temporary, mime_type="application/json") as handle:
+        handle.write(json.dumps(metadata, indent=2, ensure_ascii=False).encode("utf-8"))
+    FileSystems.rename([temporary], [path])  # Appears complete or not at all.
+    return path
