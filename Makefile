@@ -13,7 +13,28 @@ SEQ_LENGTH ?= 32
 EPOCHS ?= 25
 BEAM_ARGS ?=
 
-.PHONY: install data shards encoders train demo test bench clean
+# Google Cloud: the two jobs a user submits (see the README's Dataflow and Vertex AI sections).
+PROJECT ?=
+REGION ?= us-central1
+BUCKET ?=
+TAG ?= latest
+DATAFLOW_IMAGE ?= $(REGION)-docker.pkg.dev/$(PROJECT)/multimodal-entailment/dataflow-worker:$(TAG)
+IMAGE ?= $(REGION)-docker.pkg.dev/$(PROJECT)/multimodal-entailment/trainer:$(TAG)
+CSV ?= gs://$(BUCKET)/data/tweets*.csv
+IMAGES ?= gs://$(BUCKET)/data/images
+VOCAB ?= data/vocab.txt
+GCS_SHARDS ?= gs://$(BUCKET)/shards
+JOB_NAME ?= multimodal-entailment-$(shell date +%Y%m%d-%H%M%S)
+WORKERS ?= 0
+MACHINE_TYPE ?= n1-standard-8
+ACCELERATOR_TYPE ?= NVIDIA_TESLA_T4
+ACCELERATOR_COUNT ?= 1
+TRAIN_ARGS ?=
+DRY_RUN ?=
+VERTEX_SPEC ?= build/vertex_job.json
+need = @test -n "$($(1))" || { echo "error: set $(1)=... (see the README)" >&2; exit 2; }
+
+.PHONY: install data shards encoders train demo test bench clean images dataflow-shards vertex-train
 
 install: .venv/.installed
 
@@ -58,3 +79,31 @@ bench: install
 
 clean:
 	rm -rf data out build *.egg-info .pytest_cache
+
+# Build and push both images (needs docker and gcloud auth configure-docker).
+images:
+	$(call need,PROJECT)
+	docker build -f docker/dataflow.Dockerfile -t $(DATAFLOW_IMAGE) .
+	docker build -f docker/vertex.Dockerfile -t $(IMAGE) .
+	docker push $(DATAFLOW_IMAGE)
+	docker push $(IMAGE)
+
+# The Beam job on Dataflow, with the worker image (launch from Python 3.11 with .[gcp]).
+dataflow-shards:
+	$(call need,PROJECT)
+	$(call need,BUCKET)
+	$(PYTHON) -m pipeline.run --csv '$(CSV)' --images $(IMAGES) --vocab $(VOCAB) --out $(GCS_SHARDS) \
+		--runner DataflowRunner --project $(PROJECT) --region $(REGION) \
+		--temp_location gs://$(BUCKET)/tmp --setup_file ./setup.py \
+		--sdk_container_image $(DATAFLOW_IMAGE) $(BEAM_ARGS)
+
+# A Vertex AI custom job: one chief plus WORKERS workers. DRY_RUN=1 prints the spec only.
+vertex-train:
+	$(call need,PROJECT)
+	$(call need,BUCKET)
+	$(PYTHON) -m trainer.vertex_job --image $(IMAGE) --base-output-dir gs://$(BUCKET)/jobs/$(JOB_NAME) \
+		--workers $(WORKERS) --machine-type $(MACHINE_TYPE) --accelerator-type '$(ACCELERATOR_TYPE)' \
+		--accelerator-count $(ACCELERATOR_COUNT) $(if $(DRY_RUN),,--out $(VERTEX_SPEC)) \
+		-- --data-dir $(GCS_SHARDS) $(TRAIN_ARGS)
+	$(if $(DRY_RUN),,gcloud ai custom-jobs create --project=$(PROJECT) --region=$(REGION) \
+		--display-name=$(JOB_NAME) --config=$(VERTEX_SPEC))

@@ -1,4 +1,14 @@
-"""One installable distribution: the Beam job ships it to Dataflow workers with --setup_file."""
+"""One installable distribution, with one extra per role.
+
+    pip install ".[pipeline]"   the Beam job (docker/dataflow.Dockerfile, and the launcher)
+    pip install ".[trainer]"    training and evaluation (docker/vertex.Dockerfile)
+    pip install ".[gcp]"        gs:// and Dataflow for the Beam launcher
+    pip install -e ".[test]"    development: everything above but gcp, plus pytest
+
+The core (TensorFlow, TF Text, TF Hub) is what both roles share: the Beam job and the
+serving signature run the same TF ops. The Beam job ships this package to Dataflow workers
+with --setup_file; the workers get the core, and Beam from their SDK image.
+"""
 
 import re
 
@@ -32,9 +42,11 @@ setuptools.setup(
     description="Beam preprocessing, Keras training and serving for multimodal (text + image) tweet entailment",
     python_requires=">=3.10,<3.13",
     packages=setuptools.find_packages(include=["pipeline", "pipeline.*", "model", "model.*", "trainer", "trainer.*"]),
-    install_requires=CORE + PIPELINE + TRAINER,
+    install_requires=CORE,
     extras_require={
-        "test": ["pytest>=8,<10"],
-        "gcp": ["apache-beam[gcp,tfrecord]==2.77.0"],
+        "pipeline": PIPELINE,
+        "trainer": TRAINER,
+        "gcp": ["apache-beam[gcp,tfrecord]==2.77.0", *PIPELINE[1:]],
+        "test": ["pytest>=8,<10", *PIPELINE, *TRAINER],
     },
 )

@@ -9,7 +9,6 @@ weights when the encoder is trainable, and `training` reaches the encoder's drop
 
 from __future__ import annotations
 
-import os
 
 import keras
 import tensorflow as tf
@@ -104,7 +103,7 @@ def image_encoder(name: str, image_size: int, weights: str, trainable: bool) -> 
             pooling="avg",
         )
         if weights not in ("imagenet", "none"):
-            if not os.path.exists(weights):
+            if not tf.io.gfile.exists(weights):
                 raise FileNotFoundError(f"--image-weights {weights} does not exist")
             backbone.load_weights(weights)
         backbone.trainable = trainable

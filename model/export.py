@@ -14,6 +14,8 @@ Images are encoded bytes (JPEG, PNG, GIF, BMP, WebP), exactly as read from a fil
 
 from __future__ import annotations
 
+import functools
+
 import tensorflow as tf
 
 from pipeline import bert_inputs, features, images
@@ -28,7 +30,11 @@ class ServingModule(tf.Module):
     def __init__(self, model, tokenizer: bert_inputs.PairTokenizer, image_size: int,
                  max_pixels: int = DEFAULT_MAX_PIXELS):
         super().__init__(name="multimodal_entailment_serving")
-        self.model = model
+        # The layers are tracked (their variables and any resources they hold are saved), the
+        # model object is not: a compiled model also tracks its optimizer, and Adam's two slots
+        # per weight would triple the export of a fine-tuned model for nothing served.
+        self.model_layers = list(model.layers)
+        self._forward = functools.partial(model.__call__, training=False)
         self.tokenizer = tokenizer
         self._image_size = image_size
         self._max_pixels = max_pixels
@@ -43,7 +49,7 @@ class ServingModule(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=key) for key in SIGNATURE_KEYS])
     def serve(self, text_1, text_2, image_1, image_2):
-        probabilities = self.model(self.model_inputs(text_1, text_2, image_1, image_2), training=False)
+        probabilities = self._forward(self.model_inputs(text_1, text_2, image_1, image_2))
         return {
             "probabilities": probabilities,
             "label": tf.gather(self._labels, tf.argmax(probabilities, axis=-1)),
@@ -58,9 +64,14 @@ def tokenizer_for(text_encoder: str, seq_length: int) -> bert_inputs.PairTokeniz
     return bert_inputs.PairTokenizer(vocab, lowercase, seq_length)
 
 
-def export(model, path: str, text_encoder: str, image_size: int, seq_length: int) -> str:
-    """Writes the serving SavedModel to `path` and returns it."""
-    module = ServingModule(model, tokenizer_for(text_encoder, seq_length), image_size)
+def export(model, path: str, text_encoder: str, image_size: int, seq_length: int,
+           max_pixels: int = DEFAULT_MAX_PIXELS) -> str:
+    """Writes the serving SavedModel to `path` and returns it.
+
+    `max_pixels` should be the limit the shards were built with (`metadata.json`), so that
+    serving refuses exactly the images the Beam job refused.
+    """
+    module = ServingModule(model, tokenizer_for(text_encoder, seq_length), image_size, max_pixels)
     tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
     return path
 

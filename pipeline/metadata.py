@@ -97,6 +97,7 @@ def build_metadata(settings: JobSettings, files: list[dict], written: list, reje
         "labels": list(features.LABELS),
         "image_size": settings.shape.image_size,
         "seq_length": settings.shape.seq_length,
+        "max_pixels": settings.max_pixels,
         "image_storage": f"jpeg q{settings.jpeg_quality}",
         "vocab_fingerprint": settings.vocab_fingerprint,
         "tokenizer": (

@@ -62,3 +62,35 @@ def test_serving_rejects_undecodable_images(exported):
     text = tf.constant(["a"])
     with pytest.raises(tf.errors.InvalidArgumentError):
         serve(text_1=text, text_2=text, image_1=tf.constant([b"not an image"]), image_2=tf.constant([b"x"]))
+
+
+def test_export_of_a_trained_model_carries_no_optimizer_state_and_honours_max_pixels(tiny_bert, dataset, tmp_path):
+    import keras
+
+    config = multimodal.ModelConfig(text_encoder=tiny_bert, image_encoder="tiny", image_weights="none",
+                                    projection_dims=16, image_size=IMAGE_SIZE, seq_length=SEQ_LENGTH,
+                                    train_text_encoder=True)
+    model = multimodal.create_model(config)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    records, (text_1, text_2), (image_1, image_2) = raw_pairs(dataset, 4)
+    module = export.ServingModule(model, export.tokenizer_for(tiny_bert, SEQ_LENGTH), IMAGE_SIZE)
+    inputs = module.model_inputs(text_1, text_2, image_1, image_2)
+    model.fit(inputs, np.arange(len(records)) % len(features.LABELS), epochs=1, verbose=0)
+    assert model.optimizer.variables  # Adam's slots exist and must stay out of the export.
+
+    width, height = 64, 48  # The size of the JPEG below.
+    path = export.export(model, str(tmp_path / "serving"), tiny_bert, IMAGE_SIZE, SEQ_LENGTH,
+                         max_pixels=width * height - 1)
+    saved = {name: int(np.prod(shape)) for name, shape in
+             tf.train.list_variables(str(tmp_path / "serving" / "variables" / "variables")) if name.endswith("VARIABLE_VALUE")}
+    assert not [name for name in saved if "optimizer" in name.lower()]
+    # The model's weights and the encoder's do_lower_case flag, nothing else (Adam would add 2×).
+    assert sum(saved.values()) == sum(int(np.prod(w.shape)) for w in model.weights) + 1
+
+    from tests.conftest import jpeg_bytes
+
+    serve = export.load(path)
+    text = tf.constant(["a"])
+    with pytest.raises(tf.errors.InvalidArgumentError):  # One pixel over the shards' limit.
+        serve(text_1=text, text_2=text, image_1=tf.constant([jpeg_bytes(width, height)]), image_2=image_1[:1])
+    assert serve(text_1=text, text_2=text, image_1=image_1[:1], image_2=image_1[:1])["probabilities"].shape == (1, 3)

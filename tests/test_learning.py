@@ -25,7 +25,7 @@ from tensorflow.python.framework import config as tf_config
 
 from model import local_encoders, multimodal
 from pipeline import features, run, synthetic
-from trainer import evaluation, reader, task
+from trainer import evaluation, reader, split_eval
 
 IMAGE_SIZE, SEQ_LENGTH, EPOCHS = 32, 24, 30
 SEEDS = (0, 1)
@@ -57,7 +57,8 @@ def op_determinism():
 def test_multimodal_beats_text_only_and_image_only(learnable, op_determinism):
     shards, counter = learnable
     shape = features.Shape(IMAGE_SIZE, SEQ_LENGTH)
-    steps = reader.read_metadata(shards)["counts"]["train"]["total"] // 32
+    counts = reader.read_metadata(shards)["counts"]
+    steps, test_examples = counts["train"]["total"] // 32, counts["test"]["total"]
     scores = {}
     for mode in multimodal.MODES:
         runs = []
@@ -70,7 +71,9 @@ def test_multimodal_beats_text_only_and_image_only(learnable, op_determinism):
             model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
             train = reader.make_dataset(shards, "train", shape, 32, training=True, seed=seed).repeat()
             model.fit(train, steps_per_epoch=steps, epochs=EPOCHS, verbose=0)
-            report = evaluation.classification_report(*task.predict_split(model, reader.make_dataset(shards, "test", shape, 64, False)))
+            predictor = split_eval.SplitPredictor(tf.distribute.get_strategy(), shards, "test", shape, test_examples, 64)
+            labels, probabilities = predictor.predict(model)
+            report = evaluation.classification_report(labels, probabilities.argmax(axis=-1))
             runs.append(report["macro_f1"])
         scores[mode] = sum(runs) / len(runs)
         majority = report["majority_baseline"]["macro_f1"]

@@ -3,63 +3,95 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
 
 from pipeline import features, rows
-from trainer import evaluation, reader, task
+from trainer import artifacts, callbacks, distribution, evaluation, reader, task
 from tests.conftest import IMAGE_SIZE, SEQ_LENGTH
 
 
-def test_training_writes_metrics_config_and_weights(shards, dataset, tiny_bert, tmp_path, monkeypatch, capsys):
+def test_training_writes_every_artifact_through_gfile(shards, dataset, tiny_bert, monkeypatch, capsys):
+    """The job dir is on TF's in-memory file system (`ram://`), as it would be on `gs://`."""
+    import tensorflow as tf
+
     out, metadata = shards
     for name in ("AIP_MODEL_DIR", "AIP_CHECKPOINT_DIR", "AIP_TENSORBOARD_LOG_DIR", "TF_CONFIG"):
         monkeypatch.delenv(name, raising=False)
-    job = tmp_path / "job"
-    results = task.main([
-        "--data-dir", str(out), "--job-dir", str(job), "--epochs", "2", "--batch-size", "8",
+    job = "ram://trainer-test/job"
+    results = task.main([  # --image-size and --seq-length come from metadata.json.
+        "--data-dir", str(out), "--job-dir", job, "--epochs", "2", "--batch-size", "8",
         "--text-encoder", tiny_bert, "--image-encoder", "tiny", "--image-weights", "none",
-        "--image-size", str(IMAGE_SIZE), "--seq-length", str(SEQ_LENGTH), "--projection-dims", "16",
-        "--loss", "weighted-ce",
+        "--projection-dims", "16", "--loss", "weighted-ce",
     ])
-    written = json.loads((job / "metrics.json").read_text())
+    read = lambda name: tf.io.gfile.GFile(f"{job}/{name}", "rb").read()  # noqa: E731
+    written = json.loads(read("metrics.json"))
     assert written == json.loads(json.dumps(results))
     for split in ("val", "test"):
         report = written[split]
         assert set(report) >= {"accuracy", "macro_f1", "per_class", "confusion_matrix", "majority_baseline"}
         assert set(report["per_class"]) == set(features.LABELS)
         assert np.sum(report["confusion_matrix"]) == metadata["counts"][split]["total"]
-    config = json.loads((job / "config.json").read_text())
+    config = json.loads(read("config.json"))
     assert config["train"]["loss"] == "weighted-ce" and config["data_metadata"] == reader.read_metadata(str(out))
+    assert (config["model"]["image_size"], config["model"]["seq_length"]) == (IMAGE_SIZE, SEQ_LENGTH)
     assert len(config["history"]["loss"]) == 2 and len(config["history"]["val_macro_f1"]) == 2
     for picture in ("confusion_matrix.png", "history.png"):
-        assert (job / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (job / "model" / "model.weights.h5").exists() and any((job / "logs").iterdir())
+        assert read(picture)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert read("model/model.weights.h5") and tf.io.gfile.glob(f"{job}/logs/train/events.out.tfevents.*")
+    assert not tf.io.gfile.exists(f"{job}/checkpoints")  # Deleted once every artifact was written.
 
     # The exported model scores a pair from raw text and image files on the command line.
     from model import predict
 
+    serving = f"{job}/model/serving"
     row = dataset["good_rows"][0]
     record = rows.parse_row(1, row)
-    argv = ["--model", str(job / "model" / "serving"), "--text-1", record.texts[0], "--text-2", record.texts[1],
+    argv = ["--model", serving, "--text-1", record.texts[0], "--text-2", record.texts[1],
             "--image-1", str(dataset["images"] / record.image_files[0]), "--image-2", str(dataset["images"] / record.image_files[1])]
     assert predict.main(argv) == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["label"] in features.LABELS and abs(sum(printed["probabilities"].values()) - 1) < 1e-3
-    assert predict.main(["--model", str(job / "model" / "serving"), "--csv", str(dataset["good_csv"]),
+    assert predict.main(["--model", serving, "--csv", str(dataset["good_csv"]),
                          "--images", str(dataset["images"]), "--rows", "3"]) == 0
     printed = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()[-3:]]
     assert [p["true_label"] for p in printed] == [row["label"] for row in dataset["good_rows"][:3]]
+
+
+def test_shard_settings_are_defaults_and_a_mismatch_is_one_error_line(shards, tiny_bert, tmp_path):
+    import subprocess
+    import sys
+
+    out, _ = shards
+    result = subprocess.run([
+        sys.executable, "-m", "trainer.task", "--data-dir", str(out), "--job-dir", str(tmp_path / "job"),
+        "--text-encoder", tiny_bert, "--image-encoder", "tiny", "--image-weights", "none",
+        "--image-size", str(IMAGE_SIZE + 1),
+    ], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: shards do not match")
+    offline = subprocess.run([
+        sys.executable, "-m", "trainer.task", "--data-dir", str(out), "--job-dir", str(tmp_path / "job"),
+        "--text-encoder", "https://tfhub.dev/tensorflow/small_bert/bert_en_uncased_L-2_H-256_A-4/1",
+    ], capture_output=True, text=True, env={**os.environ, "TFHUB_CACHE_DIR": str(tmp_path / "hub"),
+                                            "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"})
+    lines = offline.stderr.strip().splitlines()
+    assert offline.returncode == 2 and "Traceback" not in offline.stderr, offline.stderr[-2000:]
+    assert lines[-1].startswith("error: cannot load the text encoder") and "local or gs:// copy" in lines[-1]
 
 
 def test_vertex_environment_overrides_job_dir(monkeypatch):
     monkeypatch.setenv("AIP_MODEL_DIR", "gs://b/model/")
     monkeypatch.setenv("AIP_CHECKPOINT_DIR", "gs://b/checkpoints/")
     monkeypatch.delenv("AIP_TENSORBOARD_LOG_DIR", raising=False)
-    dirs = task.output_dirs("local/job")
+    dirs = artifacts.output_dirs("local/job")
     assert dirs["model"] == "gs://b/model/" and dirs["checkpoints"] == "gs://b/checkpoints/"
     assert dirs["logs"] == "local/job/logs"
+    # Without --job-dir, metrics.json and the plots go to the base output directory.
+    assert artifacts.job_dir(None) == "gs://b" and artifacts.job_dir("local/job") == "local/job"
+    monkeypatch.delenv("AIP_MODEL_DIR")
+    assert artifacts.job_dir(None) == "out/job"
 
 
 @pytest.mark.parametrize(
@@ -77,7 +109,7 @@ def test_only_the_chief_writes(tf_config, chief, monkeypatch):
         monkeypatch.delenv("TF_CONFIG", raising=False)
     else:
         monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
-    assert task.is_chief() == chief
+    assert distribution.is_chief() == chief
 
 
 def test_every_config_field_is_a_documented_flag():
@@ -124,7 +156,7 @@ def test_resume_after_sigkill_continues_where_it_stopped(shards, tiny_bert, tmp_
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIP_", "TF_CONFIG"))}
     killed_at = steps_per_epoch + 2
-    first = subprocess.run(command, env={**env, task.KILL_AFTER_STEPS_ENV: str(killed_at)}, capture_output=True, text=True)
+    first = subprocess.run(command, env={**env, callbacks.KILL_AFTER_STEPS_ENV: str(killed_at)}, capture_output=True, text=True)
     assert first.returncode == -9, first.stderr[-2000:]
     assert not (job / "metrics.json").exists() and any((job / "checkpoints").iterdir())
 
@@ -132,11 +164,34 @@ def test_resume_after_sigkill_continues_where_it_stopped(shards, tiny_bert, tmp_
     assert second.returncode == 0, second.stderr[-2000:]
     assert "Epoch 1/3" not in second.stdout and "Epoch 2/3" in second.stdout and "Epoch 3/3" in second.stdout
     config = json.loads((job / "config.json").read_text())
-    assert len(config["history"]["loss"]) == 2  # Epochs 2 and 3 only.
+    assert len(config["history"]["loss"]) == 3  # Epoch 1 from before the kill, then 2 and 3.
     # Weights and optimizer state came from the backup at the kill (step killed_at); Keras then
     # restarts the interrupted epoch from its first batch, so epochs 2 and 3 add 2 full epochs.
     assert config["optimizer_steps"] == killed_at + 2 * steps_per_epoch
-    assert not (job / "checkpoints").exists() or not any((job / "checkpoints").iterdir())
+    assert not (job / "checkpoints").exists()
+
+
+def test_preemption_after_training_redoes_no_epoch(shards, tiny_bert, tmp_path):
+    """Killed before the export, the rerun restores the final backup and trains nothing."""
+    import subprocess
+    import sys
+
+    out, metadata = shards
+    job = tmp_path / "job"
+    command = [
+        sys.executable, "-m", "trainer.task", "--data-dir", str(out), "--job-dir", str(job), "--epochs", "2",
+        "--batch-size", "8", "--text-encoder", tiny_bert, "--image-encoder", "tiny", "--image-weights", "none",
+        "--projection-dims", "16",
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIP_", "TF_CONFIG"))}
+    first = subprocess.run(command, env={**env, callbacks.KILL_AT_ENV: "export"}, capture_output=True, text=True)
+    assert first.returncode == -9 and "Epoch 2/2" in first.stdout, first.stderr[-2000:]
+    second = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "Epoch" not in second.stdout
+    config = json.loads((job / "config.json").read_text())
+    assert len(config["history"]["loss"]) == 2
+    assert config["optimizer_steps"] == 2 * (metadata["counts"]["train"]["total"] // 8)
 
 
 def test_mirrored_strategy_over_two_devices_matches_one_device(shards, tiny_bert):
@@ -144,7 +199,7 @@ def test_mirrored_strategy_over_two_devices_matches_one_device(shards, tiny_bert
     import subprocess
     import sys
 
-    out, _ = shards
+    out = shards[0]
     result = subprocess.run(
         [sys.executable, "tests/scripts/mirrored_equivalence.py", str(out), tiny_bert, str(IMAGE_SIZE), str(SEQ_LENGTH)],
         capture_output=True, text=True,
@@ -154,6 +209,10 @@ def test_mirrored_strategy_over_two_devices_matches_one_device(shards, tiny_bert
     assert report["replicas"] == [1, 2]
     assert report["max_update"] > 1e-4  # Training really moved the weights ...
     assert report["max_difference"] < 1e-4  # ... and both ways moved them alike.
+    # Evaluation through the strategy scores every test example once, in order, on both replicas.
+    _, metadata = shards
+    assert report["scored"] == [metadata["counts"]["test"]["total"]] * 2 and report["same_labels"]
+    assert report["max_score_difference"] < 1e-4
 
 
 def test_mixed_precision_cross_attention_and_modality_dropout_train_and_export(shards, tiny_bert, tmp_path):

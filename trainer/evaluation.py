@@ -56,6 +56,33 @@ def classification_report(labels: np.ndarray, predictions: np.ndarray) -> dict:
     }
 
 
+def loss_value(labels: np.ndarray, probabilities: np.ndarray, loss: str, focal_gamma: float = 2.0) -> float:
+    """Mean of the training loss over a split: cross-entropy (`ce`, `weighted-ce`) or focal.
+
+    Probabilities are clipped to [1e-7, 1 - 1e-7] as Keras' cross-entropy does. Class weights
+    apply to training only, as with Keras' own validation loss.
+    """
+    if not len(labels):
+        return 0.0
+    chosen = np.clip(probabilities[np.arange(len(labels)), np.asarray(labels, np.int64)], 1e-7, 1 - 1e-7)
+    losses = -np.log(chosen)
+    if loss == "focal":
+        losses = losses * (1 - chosen) ** focal_gamma
+    return float(losses.mean())
+
+
+def _save_figure(figure, path: str) -> None:
+    """PNG through tf.io.gfile, so `gs://` and any other TensorFlow file system work."""
+    import io
+
+    import tensorflow as tf
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    with tf.io.gfile.GFile(path, "wb") as handle:
+        handle.write(buffer.getvalue())
+
+
 def format_table(split: str, report: dict) -> str:
     """A plain-text table for the console."""
     lines = [
@@ -91,7 +118,7 @@ def plot_confusion_matrices(reports: dict[str, dict], path: str) -> None:
         axes.set_ylabel("true")
         axes.set_title(f"{split}: macro-F1 {report['macro_f1']:.3f} (majority {report['majority_baseline']['macro_f1']:.3f})")
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    _save_figure(figure, path)
     plt.close(figure)
 
 
@@ -117,5 +144,5 @@ def plot_history(history: dict, path: str) -> None:
     f1_axes.set_title("validation macro-F1")
     f1_axes.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    _save_figure(figure, path)
     plt.close(figure)

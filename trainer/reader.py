@@ -67,7 +67,7 @@ def make_dataset(
     data_dir: str,
     split: str,
     shape: features.Shape,
-    batch_size: int,
+    batch_size: int | None,
     training: bool,
     seed: int | None = None,
     input_context: tf.distribute.InputContext | None = None,
@@ -76,7 +76,7 @@ def make_dataset(
     """Batches of (inputs, label) from one split's shards.
 
     `batch_size` is per input pipeline (the global batch divided by the number of pipelines
-    when a strategy distributes the dataset function). Training shuffles and drops the
+    when a strategy distributes the dataset function); None gives single examples. Training shuffles and drops the
     remainder so shapes stay static; evaluation keeps every example, in file order.
     With a `seed`, training batches come in the same order on every run over the same
     shards (parallel reads and parses keep their order; the shuffles are seeded), which
@@ -86,8 +86,12 @@ def make_dataset(
     deterministic = not training or seed is not None
     files = shard_files(data_dir, split)
     dataset = tf.data.Dataset.from_tensor_slices(files)
-    if input_context is not None and input_context.num_input_pipelines > 1:
-        dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    pipelines = input_context.num_input_pipelines if input_context is not None else 1
+    # Each input pipeline (worker) reads its own files; with fewer files than pipelines, every
+    # pipeline reads all of them and keeps its share of the records (no worker goes empty).
+    shard_files_first = pipelines > 1 and len(files) >= pipelines
+    if shard_files_first:
+        dataset = dataset.shard(pipelines, input_context.input_pipeline_id)
     if training:
         dataset = dataset.shuffle(len(files), seed=seed)
     dataset = dataset.interleave(
@@ -96,6 +100,8 @@ def make_dataset(
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=deterministic,
     )
+    if pipelines > 1 and not shard_files_first:
+        dataset = dataset.shard(pipelines, input_context.input_pipeline_id)
     if training:
         # Shuffle serialized records (small) before parsing, not decoded images (large).
         dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=seed)
@@ -108,5 +114,6 @@ def make_dataset(
         return inputs, label
 
     dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-    dataset = dataset.batch(batch_size, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE)
+    if batch_size:
+        dataset = dataset.batch(batch_size, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)

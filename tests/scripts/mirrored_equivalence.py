@@ -1,6 +1,7 @@
 """Run as a script (logical devices must be set before TensorFlow starts): trains the same model
 for two steps on one CPU and under MirroredStrategy over two logical CPUs, same global batch,
-and prints the largest weight difference as JSON."""
+the way the trainer prepares it, then scores the test split through each strategy; prints the
+largest weight and probability differences as JSON."""
 
 import json
 import sys
@@ -14,12 +15,13 @@ import keras  # noqa: E402
 
 from model import multimodal  # noqa: E402
 from pipeline import features  # noqa: E402
-from trainer import reader  # noqa: E402
+from trainer import distribution, reader, split_eval  # noqa: E402
 
 shards, tiny_bert, image_size, seq_length = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 config = multimodal.ModelConfig(text_encoder=tiny_bert, image_encoder="tiny", image_weights="none", projection_dims=16,
                                 dropout_rate=0.0, image_size=image_size, seq_length=seq_length)
-data = reader.make_dataset(shards, "train", features.Shape(image_size, seq_length), 8, training=False).take(2)
+shape = features.Shape(image_size, seq_length)
+data = reader.make_dataset(shards, "train", shape, 8, training=False).take(2)
 
 
 def train(strategy, initial_weights=None):
@@ -30,14 +32,20 @@ def train(strategy, initial_weights=None):
             model.set_weights(initial_weights)
         start = model.get_weights()
         model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    distribution.prepare_for_fit(model, strategy, data.element_spec)
     model.fit(data, epochs=1, verbose=0)
-    return start, model.get_weights(), strategy.num_replicas_in_sync
+    examples = reader.read_metadata(shards)["counts"]["test"]["total"]
+    scored = split_eval.SplitPredictor(strategy, shards, "test", shape, examples, 4).predict(model)
+    return start, model.get_weights(), strategy.num_replicas_in_sync, scored
 
 
-start, single, replicas_single = train(tf.distribute.get_strategy())
-_, mirrored, replicas = train(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), start)
+start, single, replicas_single, (labels_single, scores_single) = train(tf.distribute.get_strategy())
+_, mirrored, replicas, (labels, scores) = train(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), start)
 print(json.dumps({
     "replicas": [replicas_single, replicas],
     "max_update": max(float(abs(a - b).max()) for a, b in zip(start, single)),
     "max_difference": max(float(abs(a - b).max()) for a, b in zip(single, mirrored)),
+    "scored": [len(labels_single), len(labels)],
+    "same_labels": labels_single.tolist() == labels.tolist(),
+    "max_score_difference": float(abs(scores_single - scores).max()),
 }))
