@@ -18,10 +18,12 @@ import dataclasses
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ errors too; real failures raise in Python.
 
-from model.multimodal import ModelConfig  # noqa: E402
-from pipeline import __version__  # noqa: E402
+from pipeline import __version__, logs  # noqa: E402
+
+logs.import_tensorflow()  # Without TF's C++ start-up lines (oneDNN, CUDA, CPU features).
+from model.multimodal import ModelConfig  # noqa: E402  Imports Keras, and so TensorFlow.
 
 SCALING_HELP = """\
 On a machine with several GPUs, --strategy auto picks MirroredStrategy over all of them, and
@@ -143,8 +145,9 @@ def main(argv=None) -> dict:
     strategy = distribution.choose_strategy(train.strategy)
     dirs = artifacts.output_dirs(artifacts.job_dir(train.job_dir))
     chief = distribution.is_chief()
-    print(f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s); "
-          f"{distribution.task_name()}{' (chief)' if chief else ''}; results in {dirs['job']}")
+    where = f"; {distribution.task_name()}{' (chief)' if chief else ''}" if distribution.cluster_size() > 1 else ""
+    print(f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s){where}; "
+          f"results in {dirs['job']}")
 
     # --- Data ----------------------------------------------------------------------------
     metadata = reader.read_metadata(train.data_dir)
