@@ -13,6 +13,20 @@ from trainer import artifacts, callbacks, distribution, evaluation, reader, task
 from tests.conftest import IMAGE_SIZE, SEQ_LENGTH
 
 
+
+def trainer_command(out, tiny_bert, job, *flags: str) -> list[str]:
+    """`python -m trainer.task` on the fixture shards with the tiny encoders, plus `flags`."""
+    import sys
+
+    return [sys.executable, "-m", "trainer.task", "--data-dir", str(out), "--job-dir", str(job), "--batch-size", "8",
+            "--text-encoder", tiny_bert, "--image-encoder", "tiny", "--image-weights", "none",
+            "--projection-dims", "16", *flags]
+
+
+def local_env() -> dict[str, str]:
+    """This process's environment without Vertex's or a cluster's variables."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("AIP_", "TF_CONFIG"))}
+
 def test_training_writes_every_artifact_through_gfile(shards, dataset, tiny_bert, monkeypatch, capsys):
     """The job dir is on TF's in-memory file system (`ram://`), as it would be on `gs://`."""
     import tensorflow as tf
@@ -141,20 +155,14 @@ def test_focal_loss_is_cross_entropy_at_gamma_zero_and_discounts_easy_examples()
 
 def test_resume_after_sigkill_continues_where_it_stopped(shards, tiny_bert, tmp_path):
     """Kill mid-epoch 2 of 3, rerun the same command: epoch 1 is not redone, state is restored."""
-    import os
     import subprocess
-    import sys
 
     out, metadata = shards
     job = tmp_path / "job"
     steps_per_epoch = metadata["counts"]["train"]["total"] // 8
-    command = [
-        sys.executable, "-m", "trainer.task", "--data-dir", str(out), "--job-dir", str(job),
-        "--epochs", "3", "--batch-size", "8", "--backup-every-steps", "1",
-        "--text-encoder", tiny_bert, "--image-encoder", "tiny", "--image-weights", "none",
-        "--image-size", str(IMAGE_SIZE), "--seq-length", str(SEQ_LENGTH), "--projection-dims", "16",
-    ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIP_", "TF_CONFIG"))}
+    command = trainer_command(out, tiny_bert, job, "--epochs", "3", "--backup-every-steps", "1",
+                              "--image-size", str(IMAGE_SIZE), "--seq-length", str(SEQ_LENGTH))
+    env = local_env()
     killed_at = steps_per_epoch + 2
     first = subprocess.run(command, env={**env, callbacks.KILL_AFTER_STEPS_ENV: str(killed_at)}, capture_output=True, text=True)
     assert first.returncode == -9, first.stderr[-2000:]
@@ -174,16 +182,11 @@ def test_resume_after_sigkill_continues_where_it_stopped(shards, tiny_bert, tmp_
 def test_preemption_after_training_redoes_no_epoch(shards, tiny_bert, tmp_path):
     """Killed before the export, the rerun restores the final backup and trains nothing."""
     import subprocess
-    import sys
 
     out, metadata = shards
     job = tmp_path / "job"
-    command = [
-        sys.executable, "-m", "trainer.task", "--data-dir", str(out), "--job-dir", str(job), "--epochs", "2",
-        "--batch-size", "8", "--text-encoder", tiny_bert, "--image-encoder", "tiny", "--image-weights", "none",
-        "--projection-dims", "16",
-    ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIP_", "TF_CONFIG"))}
+    command = trainer_command(out, tiny_bert, job, "--epochs", "2")
+    env = local_env()
     first = subprocess.run(command, env={**env, callbacks.KILL_AT_ENV: "export"}, capture_output=True, text=True)
     assert first.returncode == -9 and "Epoch 2/2" in first.stdout, first.stderr[-2000:]
     second = subprocess.run(command, env=env, capture_output=True, text=True)
@@ -218,16 +221,13 @@ def test_mirrored_strategy_over_two_devices_matches_one_device(shards, tiny_bert
 def test_mixed_precision_cross_attention_and_modality_dropout_train_and_export(shards, tiny_bert, tmp_path):
     """The options users combine on GPUs run end to end (in a subprocess: the dtype policy is global)."""
     import subprocess
-    import sys
 
     out, _ = shards
     job = tmp_path / "job"
-    result = subprocess.run([
-        sys.executable, "-m", "trainer.task", "--data-dir", str(out), "--job-dir", str(job), "--epochs", "1",
-        "--batch-size", "8", "--text-encoder", tiny_bert, "--image-encoder", "tiny", "--image-weights", "none",
-        "--image-size", str(IMAGE_SIZE), "--seq-length", str(SEQ_LENGTH), "--projection-dims", "16",
+    result = subprocess.run(trainer_command(
+        out, tiny_bert, job, "--epochs", "1", "--image-size", str(IMAGE_SIZE), "--seq-length", str(SEQ_LENGTH),
         "--mixed-precision", "--fusion", "cross-attention", "--modality-dropout", "0.1", "--loss", "focal",
-    ], capture_output=True, text=True)
+    ), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     config = json.loads((job / "config.json").read_text())
     assert config["train"]["mixed_precision"] and config["model"]["fusion"] == "cross-attention"

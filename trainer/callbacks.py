@@ -25,7 +25,7 @@ import signal
 import keras
 import tensorflow as tf
 
-from trainer import evaluation
+from trainer import artifacts, evaluation
 
 HISTORY_FILE = "history.json"
 
@@ -81,11 +81,7 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
     def on_epoch_end(self, epoch, logs=None):
         for key, value in (logs or {}).items():
             self._history.setdefault(key, []).append(float(value))
-        tf.io.gfile.makedirs(self._write_dir)
-        temporary = os.path.join(self._write_dir, HISTORY_FILE + ".tmp")
-        with tf.io.gfile.GFile(temporary, "w") as handle:
-            json.dump(self._history, handle)
-        tf.io.gfile.rename(temporary, os.path.join(self._write_dir, HISTORY_FILE), overwrite=True)
+        artifacts.write_json(os.path.join(self._write_dir, HISTORY_FILE), self._history)
         self._current_epoch = epoch + 1
         self._last_batch_seen = 0
         self._save_model()
@@ -103,10 +99,14 @@ KILL_AFTER_STEPS_ENV = "TRAINER_TEST_KILL_AFTER_STEPS"
 KILL_AT_ENV = "TRAINER_TEST_KILL_AT"
 
 
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def fault_point(name: str) -> None:
     """Fault injection for the resume tests: SIGKILL here if TRAINER_TEST_KILL_AT names this point."""
     if os.environ.get(KILL_AT_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
+        _die()
 
 
 class KillAfterSteps(keras.callbacks.Callback):
@@ -120,4 +120,4 @@ class KillAfterSteps(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self._seen += 1
         if self._seen >= self._steps:
-            os.kill(os.getpid(), signal.SIGKILL)
+            _die()

@@ -76,8 +76,9 @@ def make_dataset(
     """Batches of (inputs, label) from one split's shards.
 
     `batch_size` is per input pipeline (the global batch divided by the number of pipelines
-    when a strategy distributes the dataset function); None gives single examples. Training shuffles and drops the
-    remainder so shapes stay static; evaluation keeps every example, in file order.
+    when a strategy distributes the dataset function); None gives single examples. Training
+    shuffles and drops the remainder so shapes stay static; evaluation keeps every example, in
+    file order.
     With a `seed`, training batches come in the same order on every run over the same
     shards (parallel reads and parses keep their order; the shuffles are seeded), which
     reproducible training needs; without one, tf.data may hand out whichever is ready first.

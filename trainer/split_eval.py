@@ -26,9 +26,10 @@ from trainer import reader
 PADDING_LABEL = -1
 
 
-def _padded_examples(data_dir: str, split: str, shape: features.Shape, examples: int, global_batch: int) -> tf.data.Dataset:
+def _padded_examples(data_dir: str, split: str, shape: features.Shape, examples: int, padded: int) -> tf.data.Dataset:
+    """The split's `examples` followed by blanks up to `padded`."""
     dataset = reader.make_dataset(data_dir, split, shape, None, training=False)
-    padding = math.ceil(max(examples, 1) / global_batch) * global_batch - examples
+    padding = padded - examples
     blank = tf.nest.map_structure(lambda spec: tf.zeros(spec.shape, spec.dtype), dataset.element_spec)
     blank = (blank[0], tf.constant(PADDING_LABEL, dataset.element_spec[1].dtype))
     return dataset.concatenate(tf.data.Dataset.from_tensors(blank).repeat(padding))
@@ -42,7 +43,7 @@ class SplitPredictor:
         self._steps = math.ceil(max(examples, 1) / global_batch)
 
         def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
-            dataset = _padded_examples(data_dir, split, shape, examples, global_batch)
+            dataset = _padded_examples(data_dir, split, shape, examples, self._steps * global_batch)
             dataset = dataset.shard(context.num_input_pipelines, context.input_pipeline_id)
             return dataset.batch(context.get_per_replica_batch_size(global_batch), drop_remainder=True).prefetch(2)
 
