@@ -77,6 +77,7 @@ bench: install
 	$(PYTHON) -m benchmarks.preprocessing --out benchmarks/results.md
 	$(PYTHON) -m benchmarks.memory --out benchmarks/memory.md
 	$(PYTHON) -m benchmarks.training --out benchmarks/training.md
+	$(PYTHON) -m benchmarks.embedding_cache --out benchmarks/embedding_cache.md
 
 # Pretrained text encoders (imported all-MiniLM-L6-v2) against the tiny BERT: about 40 minutes on 2 cores.
 bench-encoders: install

@@ -129,34 +129,63 @@ def _cross_attention(image_features, text_sequence, input_mask, config: ModelCon
     return project(vision, dims, config.dropout_rate, "vision"), project(text_pooled, dims, config.dropout_rate, "text")
 
 
-def create_model(config: ModelConfig) -> keras.Model:
+def uses_images(config: ModelConfig) -> bool:
+    return config.mode in ("multimodal", "image")
+
+
+def uses_text(config: ModelConfig) -> bool:
+    return config.mode in ("multimodal", "text")
+
+
+def create_encoders(config: ModelConfig) -> keras.Model:
+    """Model inputs → the encoders' outputs, the head's inputs (`HEAD_KEYS` that the mode uses).
+
+    `image_1_features` and `image_2_features` come from one image encoder shared by both
+    images; `text_features` is the pooled text vector, or, for cross-attention fusion,
+    `text_sequence` with the `input_mask` that says which of its positions are real tokens.
+    """
     config.check()
     specs = features.model_input_specs(config.shape)
     inputs = {key: keras.Input(spec.shape, dtype=spec.dtype.name, name=key) for key, spec in specs.items()}
-    use_images, use_text = config.mode in ("multimodal", "image"), config.mode in ("multimodal", "text")
-    image_features, pooled, sequence = [], None, None
-    if use_images:
+    outputs = {}
+    if uses_images(config):
         image_encoder = encoders.image_encoder(
             config.image_encoder, config.image_size, config.image_weights, config.train_image_encoder
         )
-        image_features = [image_encoder(keras.ops.cast(inputs[key], "float32")) for key in features.IMAGE_KEYS]
-    if use_text:
+        for key in features.IMAGE_KEYS:
+            outputs[f"{key}_features"] = image_encoder(keras.ops.cast(inputs[key], "float32"))
+    if uses_text(config):
         text_encoder = encoders.HubTextEncoder(
             config.text_encoder, trainable=config.train_text_encoder, pooling=config.text_pooling,
             return_sequence=config.fusion == "cross-attention", name="text_encoder",
         )
         encoded = text_encoder({key: inputs[key] for key in features.TOKEN_KEYS})
-        pooled, sequence = encoded if config.fusion == "cross-attention" else (encoded, None)
+        if config.fusion == "cross-attention":
+            outputs["text_sequence"], outputs["input_mask"] = encoded[1], keras.ops.cast(inputs["input_mask"], "float32")
+        else:
+            outputs["text_features"] = encoded
+    # Ablations keep every input (unused ones included), so the same reader and export serve them.
+    return keras.Model(inputs, {key: keras.ops.cast(value, "float32") for key, value in outputs.items()}, name="encoders")
 
+
+def create_head(config: ModelConfig, feature_shapes: dict[str, tuple]) -> keras.Model:
+    """The encoders' outputs → label probabilities: projections, fusion, classifier.
+
+    Everything after the encoders is here, modality dropout included, so training the head on
+    stored encoder outputs (`trainer/embedding_cache.py`) is training the whole model with
+    frozen encoders.
+    """
+    inputs = {key: keras.Input(shape, dtype="float32", name=key) for key, shape in feature_shapes.items()}
+    image_features = [inputs[f"{key}_features"] for key in features.IMAGE_KEYS] if uses_images(config) else []
     if config.fusion == "cross-attention":
-        vision, text = _cross_attention(image_features, sequence, inputs["input_mask"], config)
+        vision, text = _cross_attention(image_features, inputs["text_sequence"], inputs["input_mask"], config)
     else:
         vision = text = None
-        if use_images:
+        if image_features:
             both = keras.layers.Concatenate(name="both_images")(image_features)
             vision = project(both, config.projection_dims, config.dropout_rate, "vision")
-        if use_text:
-            text = project(pooled, config.projection_dims, config.dropout_rate, "text")
+        if uses_text(config):
+            text = project(inputs["text_features"], config.projection_dims, config.dropout_rate, "text")
     if vision is not None and text is not None:
         if config.modality_dropout:
             vision, text = ModalityDropout(config.modality_dropout, name="modality_dropout")([vision, text])
@@ -164,5 +193,20 @@ def create_model(config: ModelConfig) -> keras.Model:
     else:
         fused = vision if vision is not None else text
     outputs = keras.layers.Dense(len(features.LABELS), activation="softmax", dtype="float32", name="probabilities")(fused)
-    # Ablations keep every input (unused ones included), so the same reader and export serve them.
-    return keras.Model(inputs, outputs, name=f"entailment_{config.mode}_{config.fusion}")
+    return keras.Model(inputs, outputs, name="head")
+
+
+def create_model(config: ModelConfig) -> keras.Model:
+    """The whole model: model inputs → `encoders` → `head` → probabilities [B, 3]."""
+    encoder_part = create_encoders(config)
+    head = create_head(config, {key: tuple(tensor.shape[1:]) for key, tensor in encoder_part.output.items()})
+    inputs = {key: keras.Input(tensor.shape[1:], dtype=tensor.dtype, name=key) for key, tensor in encoder_part.input.items()}
+    return keras.Model(inputs, head(encoder_part(inputs)), name=f"entailment_{config.mode}_{config.fusion}")
+
+
+def encoders_of(model: keras.Model) -> keras.Model:
+    return model.get_layer("encoders")
+
+
+def head_of(model: keras.Model) -> keras.Model:
+    return model.get_layer("head")

@@ -10,7 +10,7 @@ stable strings users can count and grep in `rejected.jsonl`:
 | `malformed_csv` | a quote error, or the file ends inside a quoted field |
 | `record_too_large` | a record longer than 1 Mi characters or 1,000 lines |
 | `bad_header` | the row's file has a header without the required columns |
-| `bad_id` | an id is not a positive integer of at most 19 digits |
+| `bad_id` | an id is not a positive 64-bit integer (tweet ids are; at most 9223372036854775807) |
 | `empty_text` | a text is empty or only whitespace |
 | `unknown_label` | the label is not one of `features.LABELS` |
 | `bad_image_url` | the URL has no .jpg/.jpeg/.png/.gif/.webp/.bmp file name |
@@ -106,8 +106,8 @@ class RowError(ValueError):
 
 def parse_id(value: str | None, column: str) -> str:
     text = (value or "").strip()
-    if not _ID_PATTERN.match(text) or int(text) == 0:
-        raise RowError("bad_id", f"{column} {value!r} is not a positive integer of at most 19 digits")
+    if not _ID_PATTERN.match(text) or not 0 < int(text) < 2**63:
+        raise RowError("bad_id", f"{column} {value!r} is not a positive 64-bit integer")
     return str(int(text))
 
 

@@ -71,7 +71,7 @@ def test_multimodal_beats_text_only_and_image_only(learnable, op_determinism):
             model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
             train = reader.make_dataset(shards, "train", shape, 32, training=True, seed=seed).repeat()
             model.fit(train, steps_per_epoch=steps, epochs=EPOCHS, verbose=0)
-            predictor = split_eval.SplitPredictor(tf.distribute.get_strategy(), shards, "test", shape, test_examples, 64)
+            predictor = split_eval.SplitPredictor(tf.distribute.get_strategy(), split_eval.shard_examples(shards, "test", shape), test_examples, 64)
             labels, probabilities = predictor.predict(model)
             report = evaluation.classification_report(labels, probabilities.argmax(axis=-1))
             runs.append(report["macro_f1"])

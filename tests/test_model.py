@@ -20,7 +20,7 @@ def config(tiny_bert, **changes):
 
 
 def encoder_weights(model):
-    return [v.numpy().copy() for v in model.get_layer("text_encoder").weights]
+    return [v.numpy().copy() for v in multimodal.encoders_of(model).get_layer("text_encoder").weights]
 
 
 @pytest.mark.parametrize("fine_tune", [False, True])
@@ -38,7 +38,7 @@ def test_text_encoder_weights_change_only_when_fine_tuned(tiny_bert, shards, fin
     else:
         assert not any(changed)
     trainable_names = {w.path for w in model.trainable_weights}
-    encoder_names = {w.path for w in model.get_layer("text_encoder").weights}
+    encoder_names = {w.path for w in multimodal.encoders_of(model).get_layer("text_encoder").weights}
     assert bool(trainable_names & encoder_names) == fine_tune
 
 

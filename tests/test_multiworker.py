@@ -31,7 +31,7 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def start_workers(shards, tiny_bert, job, epochs, kill_worker_1_after=None):
+def start_workers(shards, tiny_bert, job, epochs, kill_worker_1_after=None, flags=()):
     ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("AIP_", "TF_CONFIG", callbacks.KILL_AFTER_STEPS_ENV))}
@@ -39,7 +39,7 @@ def start_workers(shards, tiny_bert, job, epochs, kill_worker_1_after=None):
         sys.executable, "-m", "trainer.task", "--data-dir", str(shards), "--job-dir", str(job),
         "--epochs", str(epochs), "--batch-size", str(GLOBAL_BATCH), "--backup-every-steps", "1",
         "--text-encoder", tiny_bert, "--image-encoder", "tiny", "--image-weights", "none",
-        "--projection-dims", "16", "--dropout-rate", "0",
+        "--projection-dims", "16", "--dropout-rate", "0", *flags,
     ]
     workers = []
     for index in range(2):
@@ -70,9 +70,11 @@ def digest(output: str) -> str:
 
 
 def test_two_workers_agree_and_leave_one_set_of_results(shards, tiny_bert, tmp_path):
+    """Without the embedding cache, so that the encoders run under the strategy in every step."""
     out, metadata = shards
     job = tmp_path / "job"
-    (code_0, output_0), (code_1, output_1) = finish(start_workers(out, tiny_bert, job, epochs=2))
+    off = ("--embedding-cache", "off")
+    (code_0, output_0), (code_1, output_1) = finish(start_workers(out, tiny_bert, job, epochs=2, flags=off))
     assert code_0 == 0, output_0[-3000:]
     assert code_1 == 0, output_1[-3000:]
     assert "MultiWorkerMirroredStrategy" in output_0 or "CollectiveAllReduceStrategy" in output_0
@@ -95,6 +97,8 @@ def test_two_workers_agree_and_leave_one_set_of_results(shards, tiny_bert, tmp_p
 
 
 def test_sigkill_of_one_worker_then_restart_resumes_from_the_backup(shards, tiny_bert, tmp_path):
+    """With the embedding cache (both encoders are frozen): after the restart the chief's copy is
+    whole and the non-chief's is gone, so both rebuild theirs (building is collective)."""
     out, metadata = shards
     job = tmp_path / "job"
     steps_per_epoch = metadata["counts"]["train"]["total"] // GLOBAL_BATCH
@@ -119,6 +123,8 @@ def test_sigkill_of_one_worker_then_restart_resumes_from_the_backup(shards, tiny
     assert digest(output_0) == digest(output_1)
     for output in (output_0, output_1):
         assert "Epoch 1/3" not in output and "Epoch 2/3" in output and "Epoch 3/3" in output
+        assert "embedding cache: running the frozen encoders" in output
+    assert (job / "embedding_cache").is_dir()
     config = json.loads((job / "config.json").read_text())
     assert len(config["history"]["loss"]) == 3  # Epoch 1 from before the kill, 2 and 3 after.
     # Weights and optimizer state came from the chief's backup at step killed_at; the

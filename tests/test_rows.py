@@ -33,6 +33,7 @@ def test_good_row_becomes_record_with_local_file_names():
         ({"id_1": "12.5"}, "bad_id"),
         ({"id_2": "1.3e18"}, "bad_id"),
         ({"id_1": "12345678901234567890"}, "bad_id"),
+        ({"id_1": "9223372036854775808"}, "bad_id"),  # 19 digits, but over 64 bits.
         ({"id_1": ""}, "bad_id"),
         ({"text_1": " \n\t"}, "empty_text"),
         ({"text_2": ""}, "empty_text"),

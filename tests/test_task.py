@@ -154,7 +154,8 @@ def test_focal_loss_is_cross_entropy_at_gamma_zero_and_discounts_easy_examples()
 
 
 def test_resume_after_sigkill_continues_where_it_stopped(shards, tiny_bert, tmp_path):
-    """Kill mid-epoch 2 of 3, rerun the same command: epoch 1 is not redone, state is restored."""
+    """Kill while the embedding cache is written, then mid-epoch 2 of 3; rerun the same command
+    each time: the partial cache is rebuilt, the complete one reused, epoch 1 is not redone."""
     import subprocess
 
     out, metadata = shards
@@ -163,13 +164,18 @@ def test_resume_after_sigkill_continues_where_it_stopped(shards, tiny_bert, tmp_
     command = trainer_command(out, tiny_bert, job, "--epochs", "3", "--backup-every-steps", "1",
                               "--image-size", str(IMAGE_SIZE), "--seq-length", str(SEQ_LENGTH))
     env = local_env()
+    in_cache = subprocess.run(command, env={**env, callbacks.KILL_AT_ENV: "cache-train"}, capture_output=True, text=True)
+    assert in_cache.returncode == -9 and "embedding cache: train" in in_cache.stdout, in_cache.stderr[-2000:]
+    assert list((job / "embedding_cache").iterdir()) and "Epoch" not in in_cache.stdout
     killed_at = steps_per_epoch + 2
     first = subprocess.run(command, env={**env, callbacks.KILL_AFTER_STEPS_ENV: str(killed_at)}, capture_output=True, text=True)
     assert first.returncode == -9, first.stderr[-2000:]
+    assert "running the frozen encoders" in first.stdout and "reusing" not in first.stdout  # Not the partial one.
     assert not (job / "metrics.json").exists() and any((job / "checkpoints").iterdir())
 
     second = subprocess.run(command, env=env, capture_output=True, text=True)
     assert second.returncode == 0, second.stderr[-2000:]
+    assert "embedding cache: reusing" in second.stdout
     assert "Epoch 1/3" not in second.stdout and "Epoch 2/3" in second.stdout and "Epoch 3/3" in second.stdout
     config = json.loads((job / "config.json").read_text())
     assert len(config["history"]["loss"]) == 3  # Epoch 1 from before the kill, then 2 and 3.
@@ -180,12 +186,13 @@ def test_resume_after_sigkill_continues_where_it_stopped(shards, tiny_bert, tmp_
 
 
 def test_preemption_after_training_redoes_no_epoch(shards, tiny_bert, tmp_path):
-    """Killed before the export, the rerun restores the final backup and trains nothing."""
+    """Killed before the export, the rerun restores the final backup and trains nothing
+    (without the embedding cache: the encoders run in every step)."""
     import subprocess
 
     out, metadata = shards
     job = tmp_path / "job"
-    command = trainer_command(out, tiny_bert, job, "--epochs", "2")
+    command = trainer_command(out, tiny_bert, job, "--epochs", "2", "--embedding-cache", "off")
     env = local_env()
     first = subprocess.run(command, env={**env, callbacks.KILL_AT_ENV: "export"}, capture_output=True, text=True)
     assert first.returncode == -9 and "Epoch 2/2" in first.stdout, first.stderr[-2000:]
@@ -216,6 +223,9 @@ def test_mirrored_strategy_over_two_devices_matches_one_device(shards, tiny_bert
     _, metadata = shards
     assert report["scored"] == [metadata["counts"]["test"]["total"]] * 2 and report["same_labels"]
     assert report["max_score_difference"] < 1e-4
+    # The embedding cache's pass runs on both replicas and stores every train example once, alike.
+    assert report["cached"] == [metadata["counts"]["train"]["total"]] * 2 and report["same_cached_pairs"]
+    assert report["max_cached_difference"] < 1e-5
 
 
 def test_mixed_precision_cross_attention_and_modality_dropout_train_and_export(shards, tiny_bert, tmp_path):

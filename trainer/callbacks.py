@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 
 import keras
 import tensorflow as tf
@@ -31,13 +32,18 @@ HISTORY_FILE = "history.json"
 
 
 class ValidationMetrics(keras.callbacks.Callback):
-    """Adds val_loss, val_accuracy and val_macro_f1 to each epoch's logs, from one pass."""
+    """Adds val_loss, val_accuracy and val_macro_f1 to each epoch's logs, from one pass, and
+    epoch_seconds: the epoch's wall time, its training steps and this validation together."""
 
     def __init__(self, predictor, loss_name: str, focal_gamma: float):
         super().__init__()
         self._predictor = predictor
         self._loss_name = loss_name
         self._focal_gamma = focal_gamma
+        self._started = time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         labels, probabilities = self._predictor.predict(self.model)
@@ -46,6 +52,7 @@ class ValidationMetrics(keras.callbacks.Callback):
             logs["val_loss"] = evaluation.loss_value(labels, probabilities, self._loss_name, self._focal_gamma)
             logs["val_accuracy"] = report["accuracy"]
             logs["val_macro_f1"] = report["macro_f1"]
+            logs["epoch_seconds"] = time.perf_counter() - self._started
 
 
 class ResumableBackup(keras.callbacks.BackupAndRestore):

@@ -63,6 +63,38 @@ def to_model_inputs(parsed: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tensor],
     return inputs, parsed[features.LABEL_KEY]
 
 
+def read_records(files: list[str], training: bool, seed: int | None = None,
+                 input_context: tf.distribute.InputContext | None = None,
+                 compression: str | None = None) -> tf.data.Dataset:
+    """Serialized records of `files`: this input pipeline's share, interleaved, shuffled in training.
+
+    Shared by the shards and the embedding cache (`trainer/embedding_cache.py`), which is
+    sharded like them.
+    """
+    deterministic = not training or seed is not None
+    dataset = tf.data.Dataset.from_tensor_slices(files)
+    pipelines = input_context.num_input_pipelines if input_context is not None else 1
+    # Each input pipeline (worker) reads its own files; with fewer files than pipelines, every
+    # pipeline reads all of them and keeps its share of the records (no worker goes empty).
+    shard_files_first = pipelines > 1 and len(files) >= pipelines
+    if shard_files_first:
+        dataset = dataset.shard(pipelines, input_context.input_pipeline_id)
+    if training:
+        dataset = dataset.shuffle(len(files), seed=seed)
+    dataset = dataset.interleave(
+        lambda path: tf.data.TFRecordDataset(path, compression_type=compression),
+        cycle_length=min(len(files), 8),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=deterministic,
+    )
+    if pipelines > 1 and not shard_files_first:
+        dataset = dataset.shard(pipelines, input_context.input_pipeline_id)
+    if training:
+        # Shuffle serialized records (small) before parsing, not decoded images (large).
+        dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=seed)
+    return dataset
+
+
 def make_dataset(
     data_dir: str,
     split: str,
@@ -85,27 +117,7 @@ def make_dataset(
     With `keep_ids`, inputs also carry `id_1`/`id_2` (for error analysis and alignment tests).
     """
     deterministic = not training or seed is not None
-    files = shard_files(data_dir, split)
-    dataset = tf.data.Dataset.from_tensor_slices(files)
-    pipelines = input_context.num_input_pipelines if input_context is not None else 1
-    # Each input pipeline (worker) reads its own files; with fewer files than pipelines, every
-    # pipeline reads all of them and keeps its share of the records (no worker goes empty).
-    shard_files_first = pipelines > 1 and len(files) >= pipelines
-    if shard_files_first:
-        dataset = dataset.shard(pipelines, input_context.input_pipeline_id)
-    if training:
-        dataset = dataset.shuffle(len(files), seed=seed)
-    dataset = dataset.interleave(
-        lambda path: tf.data.TFRecordDataset(path, compression_type=features.COMPRESSION),
-        cycle_length=min(len(files), 8),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=deterministic,
-    )
-    if pipelines > 1 and not shard_files_first:
-        dataset = dataset.shard(pipelines, input_context.input_pipeline_id)
-    if training:
-        # Shuffle serialized records (small) before parsing, not decoded images (large).
-        dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=seed)
+    dataset = read_records(shard_files(data_dir, split), training, seed, input_context, features.COMPRESSION)
 
     def parse(serialized):
         parsed = features.parse(serialized, shape)

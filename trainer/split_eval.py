@@ -26,28 +26,41 @@ from trainer import reader
 PADDING_LABEL = -1
 
 
-def _padded_examples(data_dir: str, split: str, shape: features.Shape, examples: int, padded: int) -> tf.data.Dataset:
-    """The split's `examples` followed by blanks up to `padded`."""
-    dataset = reader.make_dataset(data_dir, split, shape, None, training=False)
-    padding = padded - examples
+def padded(dataset: tf.data.Dataset, examples: int, total: int) -> tf.data.Dataset:
+    """(inputs, label, ...) examples followed by blanks (label -1) up to `total`."""
     blank = tf.nest.map_structure(lambda spec: tf.zeros(spec.shape, spec.dtype), dataset.element_spec)
-    blank = (blank[0], tf.constant(PADDING_LABEL, dataset.element_spec[1].dtype))
-    return dataset.concatenate(tf.data.Dataset.from_tensors(blank).repeat(padding))
+    blank = (blank[0], tf.constant(PADDING_LABEL, dataset.element_spec[1].dtype), *blank[2:])
+    return dataset.concatenate(tf.data.Dataset.from_tensors(tuple(blank)).repeat(total - examples))
+
+
+def distribute_padded(strategy, examples_fn, examples: int, global_batch: int):
+    """(distributed dataset, steps): `examples_fn()`'s examples in whole global batches, dealt
+    out element by element to the input pipelines, so every worker runs `steps` steps."""
+    steps = math.ceil(max(examples, 1) / global_batch)
+
+    def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        dataset = padded(examples_fn(), examples, steps * global_batch)
+        dataset = dataset.shard(context.num_input_pipelines, context.input_pipeline_id)
+        return dataset.batch(context.get_per_replica_batch_size(global_batch), drop_remainder=True).prefetch(2)
+
+    return strategy.distribute_datasets_from_function(dataset_fn), steps
+
+
+def shard_examples(data_dir: str, split: str, shape: features.Shape):
+    """`examples_fn` for a split of the shards: its (inputs, label) examples, unbatched."""
+    return lambda: reader.make_dataset(data_dir, split, shape, None, training=False)
 
 
 class SplitPredictor:
-    """`predict(model)` → (labels, probabilities [N, 3]) over the split, on every worker alike."""
+    """`predict(model)` → (labels, probabilities [N, 3]) over the split, on every worker alike.
 
-    def __init__(self, strategy, data_dir: str, split: str, shape: features.Shape, examples: int, global_batch: int):
+    `examples_fn()` returns the split's unbatched (inputs, label) examples: the shards'
+    (`shard_examples`), or the embedding cache's for the head alone.
+    """
+
+    def __init__(self, strategy, examples_fn, examples: int, global_batch: int):
         self._strategy = strategy
-        self._steps = math.ceil(max(examples, 1) / global_batch)
-
-        def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
-            dataset = _padded_examples(data_dir, split, shape, examples, self._steps * global_batch)
-            dataset = dataset.shard(context.num_input_pipelines, context.input_pipeline_id)
-            return dataset.batch(context.get_per_replica_batch_size(global_batch), drop_remainder=True).prefetch(2)
-
-        self._dataset = strategy.distribute_datasets_from_function(dataset_fn)
+        self._dataset, self._steps = distribute_padded(strategy, examples_fn, examples, global_batch)
         self._step = None
 
     def predict(self, model) -> tuple[np.ndarray, np.ndarray]:

@@ -51,6 +51,8 @@ class TrainConfig:
       strategy: `auto`, `default`, `mirrored` or `multiworker`.
       mixed_precision: Compute in float16 with float32 weights and softmax (GPUs).
       seed: Seed for shuffling and initialisation.
+      embedding_cache: `auto` (on when every encoder the model uses is frozen), `on` or `off`: run the frozen encoders once and train the head on their stored outputs.
+      embedding_cache_dir: Where the cache lives (default: the job dir's embedding_cache/); runs with the same shards and encoders share it.
     """
 
     data_dir: str = "data/shards"
@@ -64,6 +66,8 @@ class TrainConfig:
     strategy: str = "auto"
     mixed_precision: bool = False
     seed: int = 0
+    embedding_cache: str = "auto"
+    embedding_cache_dir: str = ""
 
 
 def define_flags() -> argparse.ArgumentParser:
@@ -97,6 +101,8 @@ def parse_configs(argv=None) -> tuple[TrainConfig, ModelConfig]:
     train, model = pick(TrainConfig), pick(ModelConfig)
     if train.loss not in ("ce", "weighted-ce", "focal"):
         raise SystemExit(f"error: --loss must be ce, weighted-ce or focal, not {train.loss!r}")
+    if train.embedding_cache not in ("auto", "on", "off"):
+        raise SystemExit(f"error: --embedding-cache must be auto, on or off, not {train.embedding_cache!r}")
     try:
         model.check()
     except ValueError as error:
@@ -137,7 +143,7 @@ def main(argv=None) -> dict:
 
     from model import encoders, export, multimodal
     from pipeline import features
-    from trainer import artifacts, callbacks, distribution, evaluation, reader, split_eval
+    from trainer import artifacts, callbacks, distribution, embedding_cache, evaluation, reader, split_eval
 
     keras.utils.set_random_seed(train.seed)
     if train.mixed_precision:
@@ -157,36 +163,53 @@ def main(argv=None) -> dict:
     fingerprint = load_checked(f"text encoder {model_config.text_encoder}",
                                lambda: encoders.vocab_fingerprint_of_encoder(model_config.text_encoder))
     reader.check_metadata(metadata, model_config.shape, fingerprint)
+    use_cache = embedding_cache.enabled(train.embedding_cache, model_config)
     # Repeat with a fixed number of steps per epoch: epochs then end exactly at the last full
     # batch, instead of on an end-of-data probe (which tf.data may answer seconds late and Keras
     # counts as one more optimizer step).
     steps_per_epoch = metadata["counts"]["train"]["total"] // train.batch_size
     if steps_per_epoch < 1:
         raise ValueError(f"the train split has fewer examples than --batch-size {train.batch_size}")
-    def train_dataset(context: tf.distribute.InputContext) -> tf.data.Dataset:
-        # Each worker reads its own files and batches per replica: distributing one globally
-        # batched dataset instead would batch each worker's share by the global batch, and a
-        # worker holding fewer examples than that would get no batch at all.
-        return reader.make_dataset(train.data_dir, "train", model_config.shape,
-                                   context.get_per_replica_batch_size(train.batch_size), True,
-                                   seed=train.seed, input_context=context).repeat()
-
-    train_data = strategy.distribute_datasets_from_function(train_dataset)
-    predictors = {split: split_eval.SplitPredictor(strategy, train.data_dir, split, model_config.shape,
-                                                   metadata["counts"][split]["total"], train.batch_size)
-                  for split in ("val", "test")}
 
     # --- Model ---------------------------------------------------------------------------
     with strategy.scope():
         model = load_checked("model's encoders", lambda: multimodal.create_model(model_config))
+        # With the embedding cache, fit the head alone: it is part of `model`, so the export
+        # below carries what it learnt.
+        fit_model = multimodal.head_of(model) if use_cache else model
         loss = focal_loss(train.focal_gamma) if train.loss == "focal" else "sparse_categorical_crossentropy"
-        model.compile(optimizer=keras.optimizers.Adam(train.learning_rate), loss=loss, metrics=["accuracy"])
-    global_batch_spec = reader.make_dataset(train.data_dir, "train", model_config.shape, train.batch_size, True).element_spec
-    distribution.prepare_for_fit(model, strategy, global_batch_spec)
+        fit_model.compile(optimizer=keras.optimizers.Adam(train.learning_rate), loss=loss, metrics=["accuracy"])
 
     with distribution.scratch_folder(dirs["job"]) as scratch:
-        # Non-chief workers write backups, logs and the export into their scratch folder.
+        # Non-chief workers write backups, logs, the export and their cache into their scratch folder.
         mine = dirs if scratch is None else artifacts.output_dirs(scratch)
+
+        # --- Data: the shards, or the frozen encoders' outputs -----------------------------
+        if use_cache:
+            root = train.embedding_cache_dir if train.embedding_cache_dir and scratch is None else \
+                os.path.join(mine["job"], "embedding_cache")
+            cache = embedding_cache.EmbeddingCache(strategy, multimodal.encoders_of(model), train.data_dir, metadata,
+                                                   model_config, root, train.batch_size)
+            cache.ensure()
+            batches = lambda size, context=None: cache.dataset(  # noqa: E731
+                "train", size, True, seed=train.seed, input_context=context)
+            examples = lambda split: lambda: cache.examples(split)  # noqa: E731
+        else:
+            batches = lambda size, context=None: reader.make_dataset(  # noqa: E731
+                train.data_dir, "train", model_config.shape, size, True, seed=train.seed, input_context=context)
+            examples = lambda split: split_eval.shard_examples(train.data_dir, split, model_config.shape)  # noqa: E731
+
+        def train_dataset(context: tf.distribute.InputContext) -> tf.data.Dataset:
+            # Each worker reads its own files and batches per replica: distributing one globally
+            # batched dataset instead would batch each worker's share by the global batch, and a
+            # worker holding fewer examples than that would get no batch at all.
+            return batches(context.get_per_replica_batch_size(train.batch_size), context).repeat()
+
+        train_data = strategy.distribute_datasets_from_function(train_dataset)
+        predictors = {split: split_eval.SplitPredictor(strategy, examples(split), metadata["counts"][split]["total"],
+                                                       train.batch_size)
+                      for split in ("val", "test")}
+        distribution.prepare_for_fit(fit_model, strategy, batches(train.batch_size).element_spec)
 
         # --- Train, resuming after preemption --------------------------------------------
         backup = callbacks.ResumableBackup(dirs["checkpoints"], mine["checkpoints"],
@@ -201,14 +224,14 @@ def main(argv=None) -> dict:
         class_weight = None
         if train.loss == "weighted-ce":
             class_weight = {i: metadata["class_weights"][name] for i, name in enumerate(features.LABELS)}
-        history = model.fit(train_data, epochs=train.epochs, steps_per_epoch=steps_per_epoch,
+        history = fit_model.fit(train_data, epochs=train.epochs, steps_per_epoch=steps_per_epoch,
                             callbacks=fit_callbacks, class_weight=class_weight, verbose=2)
         print(f"final weights sha256 {artifacts.weights_digest(model)}")
 
         # --- Evaluate and save (every worker: the passes and saves are collective) -------
         results = {}
         for split, predictor in predictors.items():
-            labels, probabilities = predictor.predict(model)
+            labels, probabilities = predictor.predict(fit_model)
             results[split] = evaluation.classification_report(labels, probabilities.argmax(axis=-1))
             print(evaluation.format_table(split, results[split]))
         callbacks.fault_point("export")
@@ -226,7 +249,8 @@ def main(argv=None) -> dict:
     artifacts.write_json(os.path.join(dirs["job"], "metrics.json"), results)
     artifacts.write_json(os.path.join(dirs["job"], "config.json"), {
         "version": __version__, "train": dataclasses.asdict(train), "model": dataclasses.asdict(model_config),
-        "output_dirs": dirs, "data_metadata": metadata, "optimizer_steps": int(model.optimizer.iterations.numpy()),
+        "output_dirs": dirs, "data_metadata": metadata, "optimizer_steps": int(fit_model.optimizer.iterations.numpy()),
+        "embedding_cache": {"used": use_cache, "folder": cache.folder if use_cache else None},
         "history": full_history})
     # Last: until every artifact is written, a rerun resumes from the backup.
     artifacts.remove_tree(dirs["checkpoints"])

@@ -1,10 +1,12 @@
 """Run as a script (logical devices must be set before TensorFlow starts): trains the same model
 for two steps on one CPU and under MirroredStrategy over two logical CPUs, same global batch,
-the way the trainer prepares it, then scores the test split through each strategy; prints the
-largest weight and probability differences as JSON."""
+the way the trainer prepares it, then scores the test split through each strategy and builds
+the embedding cache through each; prints the largest weight, probability and cached-output
+differences as JSON."""
 
 import json
 import sys
+import tempfile
 
 import tensorflow as tf
 
@@ -15,7 +17,7 @@ import keras  # noqa: E402
 
 from model import multimodal  # noqa: E402
 from pipeline import features  # noqa: E402
-from trainer import distribution, reader, split_eval  # noqa: E402
+from trainer import distribution, embedding_cache, reader, split_eval  # noqa: E402
 
 shards, tiny_bert, image_size, seq_length = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 config = multimodal.ModelConfig(text_encoder=tiny_bert, image_encoder="tiny", image_weights="none", projection_dims=16,
@@ -35,12 +37,17 @@ def train(strategy, initial_weights=None):
     distribution.prepare_for_fit(model, strategy, data.element_spec)
     model.fit(data, epochs=1, verbose=0)
     examples = reader.read_metadata(shards)["counts"]["test"]["total"]
-    scored = split_eval.SplitPredictor(strategy, shards, "test", shape, examples, 4).predict(model)
-    return start, model.get_weights(), strategy.num_replicas_in_sync, scored
+    scored = split_eval.SplitPredictor(strategy, split_eval.shard_examples(shards, "test", shape), examples, 4).predict(model)
+    with tempfile.TemporaryDirectory() as root:
+        cache = embedding_cache.EmbeddingCache(strategy, multimodal.encoders_of(model), shards,
+                                               reader.read_metadata(shards), config, root, 4)
+        cache.ensure()
+        cached = {tuple(ids.numpy()): outputs for outputs, _, ids in cache.examples("train", keep_ids=True)}
+    return start, model.get_weights(), strategy.num_replicas_in_sync, scored, cached
 
 
-start, single, replicas_single, (labels_single, scores_single) = train(tf.distribute.get_strategy())
-_, mirrored, replicas, (labels, scores) = train(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), start)
+start, single, replicas_single, (labels_single, scores_single), cached_single = train(tf.distribute.get_strategy())
+_, mirrored, replicas, (labels, scores), cached = train(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), start)
 print(json.dumps({
     "replicas": [replicas_single, replicas],
     "max_update": max(float(abs(a - b).max()) for a, b in zip(start, single)),
@@ -48,4 +55,8 @@ print(json.dumps({
     "scored": [len(labels_single), len(labels)],
     "same_labels": labels_single.tolist() == labels.tolist(),
     "max_score_difference": float(abs(scores_single - scores).max()),
+    "cached": [len(cached_single), len(cached)],
+    "same_cached_pairs": sorted(cached_single) == sorted(cached),
+    "max_cached_difference": max(float(abs(cached_single[key][name] - cached[key][name]).numpy().max())
+                                 for key in cached_single for name in cached_single[key]),
 }))

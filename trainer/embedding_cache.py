@@ -1,0 +1,200 @@
+"""The embedding cache: with frozen encoders, run them once, then train only the head.
+
+With every encoder the model uses frozen (the baseline), each epoch would recompute exactly
+the same encoder outputs, which is where nearly all of a CPU's training time goes. So the
+trainer runs `multimodal.encoders_of(model)` once over every split, through the strategy (all
+replicas, all workers), stores what it returns per example (the two image feature vectors,
+the pooled text vector, or for cross-attention the text sequence and its mask; float32),
+with the label and the pair's ids, and trains `multimodal.head_of(model)` on that. Modality
+dropout and the projections' dropout live in the head, so training means the same thing;
+the trained head is part of the full model, which is what is evaluated on the same outputs
+and exported.
+
+Layout: `<cache dir>/<key>/{train,val,test}-SSSSS-of-NNNNN.tfrecord` (as many files per split
+as the split has shards; every worker reads its own share, as from the shards) and
+`complete.json`, written last. The key is a digest of everything the outputs depend on: the
+shards' metadata.json (their fingerprints, sizes, vocabulary), the model configuration, and
+the encoders' weights themselves. A folder without `complete.json` (a run killed while
+writing it), or with another key, is deleted and rebuilt; it is never read.
+
+Under several workers every worker receives all outputs (`strategy.gather`) and writes its
+own copy (the chief in the cache dir, the others in their scratch folders), so no worker
+waits on another's files or needs a shared file system.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from pipeline import features
+from trainer import artifacts, callbacks, reader, split_eval
+
+SETTINGS = ("auto", "on", "off")
+# The model settings the encoder outputs depend on (the head's own do not key the cache).
+ENCODER_SETTINGS = ("text_encoder", "image_encoder", "image_weights", "text_pooling", "mode", "fusion",
+                    "image_size", "seq_length")
+COMPLETE_FILE = "complete.json"
+STORED_DTYPE = np.float32  # float16 halves the size; measured in benchmarks/embedding_cache.py.
+
+
+def enabled(setting: str, model_config) -> bool:
+    """Whether to cache: `on`/`off` as given, `auto` when every encoder the model uses is frozen."""
+    from model import multimodal
+
+    if setting not in SETTINGS:
+        raise ValueError(f"--embedding-cache must be one of {SETTINGS}, not {setting!r}")
+    trainable = [name for name, used, trained in (
+        ("--train-text-encoder", multimodal.uses_text(model_config), model_config.train_text_encoder),
+        ("--train-image-encoder", multimodal.uses_images(model_config), model_config.train_image_encoder),
+    ) if used and trained]
+    if setting == "off":
+        return False
+    if trainable:
+        if setting == "on":
+            raise ValueError(f"--embedding-cache on needs frozen encoders, but {' and '.join(trainable)} is set")
+        print(f"embedding cache: off ({' and '.join(trainable)}: the encoder outputs change every step)")
+        return False
+    return True
+
+
+def cache_key(metadata: dict, model_config, encoders_model) -> str:
+    """Digest of the shards' metadata, the encoders' settings and their weights."""
+    digest = hashlib.sha256()
+    settings = {name: getattr(model_config, name) for name in ENCODER_SETTINGS}
+    digest.update(json.dumps({"metadata": metadata, "model": settings, "dtype": np.dtype(STORED_DTYPE).name},
+                             sort_keys=True).encode())
+    for weight in encoders_model.weights:  # In order; names are not used (Keras numbers them per process).
+        value = np.ascontiguousarray(weight.numpy())
+        digest.update(f"{value.dtype}{value.shape}".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()[:20]
+
+
+class EmbeddingCache:
+    """The cache of one trainer run: `ensure()` builds or reuses it; `examples()`/`dataset()` read it."""
+
+    def __init__(self, strategy, encoders_model, data_dir: str, metadata: dict, model_config,
+                 root: str, global_batch: int):
+        self._strategy, self._encoders = strategy, encoders_model
+        self._data_dir, self._metadata, self._shape = data_dir, metadata, model_config.shape
+        self._global_batch = global_batch
+        self.key = cache_key(metadata, model_config, encoders_model)
+        self.root, self.folder = root, os.path.join(root, self.key)
+        self.shapes = {key: tuple(tensor.shape[1:]) for key, tensor in encoders_model.output.items()}
+
+    # --- Building -------------------------------------------------------------------------
+    def ensure(self) -> None:
+        marker = os.path.join(self.folder, COMPLETE_FILE)
+        usable = False
+        if tf.io.gfile.exists(marker):
+            with tf.io.gfile.GFile(marker) as handle:
+                stored = json.load(handle)
+            usable = stored.get("key") == self.key and stored.get("counts") == self._counts()
+        # Building is collective (every worker runs the same gathers), so all workers build if
+        # any must: a restarted non-chief has lost its copy while the chief's is whole.
+        if not self._any_worker(not usable):
+            print(f"embedding cache: reusing {self.folder}")
+            return
+        for stale in tf.io.gfile.glob(os.path.join(self.root, "*")):  # Other keys, or a half-written one.
+            artifacts.remove_tree(stale)
+        tf.io.gfile.makedirs(self.folder)
+        print(f"embedding cache: running the frozen encoders once over every split into {self.folder}")
+        counts = {}
+        for split in features.SPLITS:
+            started = time.perf_counter()
+            counts[split] = self._write_split(split)
+            seconds = time.perf_counter() - started
+            print(f"embedding cache: {split} {counts[split]} examples in {seconds:.1f}s "
+                  f"({counts[split] / max(seconds, 1e-9):.1f} examples/s)", flush=True)
+            callbacks.fault_point(f"cache-{split}")
+        artifacts.write_json(marker, {"key": self.key, "counts": counts, "dtype": np.dtype(STORED_DTYPE).name,
+                                      "shapes": self.shapes})
+
+    def _any_worker(self, flag: bool) -> bool:
+        per_replica = self._strategy.run(lambda: tf.constant(int(flag), tf.int32))
+        return int(self._strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)) > 0
+
+    def _counts(self) -> dict[str, int]:
+        return {split: self._metadata["counts"][split]["total"] for split in features.SPLITS}
+
+    def _write_split(self, split: str) -> int:
+        def examples_fn():
+            def ids_apart(inputs, label):
+                # Tweet ids are 64-bit (the Beam job refuses larger ones), so they travel as int64:
+                # collectives gather numbers, not strings.
+                ids = tf.stack([tf.strings.to_number(inputs.pop(key), tf.int64) for key in features.ID_KEYS])
+                return inputs, label, ids
+
+            return reader.make_dataset(self._data_dir, split, self._shape, None, training=False, keep_ids=True).map(ids_apart)
+
+        dataset, steps = split_eval.distribute_padded(self._strategy, examples_fn, self._counts()[split], self._global_batch)
+        strategy, encoders_model = self._strategy, self._encoders
+
+        @tf.function
+        def step(iterator):
+            inputs, labels, ids = next(iterator)
+            outputs = strategy.run(lambda batch: encoders_model(batch, training=False), args=(inputs,))
+            gather = lambda value: strategy.gather(value, axis=0)  # noqa: E731
+            return gather(labels), gather(ids), {key: gather(value) for key, value in outputs.items()}
+
+        files = len(reader.shard_files(self._data_dir, split))
+        writers = [tf.io.TFRecordWriter(os.path.join(self.folder, f"{split}-{i:05d}-of-{files:05d}.tfrecord"))
+                   for i in range(files)]
+        written, iterator = 0, iter(dataset)
+        for _ in range(steps):
+            labels, ids, outputs = step(iterator)
+            labels, ids = labels.numpy(), ids.numpy()
+            outputs = {key: value.numpy().astype(STORED_DTYPE) for key, value in outputs.items()}
+            for row in np.flatnonzero(labels != split_eval.PADDING_LABEL):
+                example = {"label": _int64s([labels[row]]), "ids": _int64s(ids[row])}
+                example.update({key: _bytes(value[row].tobytes()) for key, value in outputs.items()})
+                proto = tf.train.Example(features=tf.train.Features(feature=example))
+                writers[written % files].write(proto.SerializeToString())
+                written += 1
+        for writer in writers:
+            writer.close()
+        if written != self._counts()[split]:
+            raise RuntimeError(f"embedding cache: {split} has {written} examples, metadata.json says {self._counts()[split]}")
+        return written
+
+    # --- Reading --------------------------------------------------------------------------
+    def _parse(self, keep_ids: bool):
+        spec = {"label": tf.io.FixedLenFeature([], tf.int64), "ids": tf.io.FixedLenFeature([2], tf.int64),
+                **{key: tf.io.FixedLenFeature([], tf.string) for key in self.shapes}}
+
+        def parse(serialized):
+            parsed = tf.io.parse_single_example(serialized, spec)
+            stored = {key: tf.cast(tf.reshape(tf.io.decode_raw(parsed[key], STORED_DTYPE), shape), tf.float32)
+                      for key, shape in self.shapes.items()}
+            return (stored, parsed["label"], parsed["ids"]) if keep_ids else (stored, parsed["label"])
+
+        return parse
+
+    def examples(self, split: str, keep_ids: bool = False) -> tf.data.Dataset:
+        """The split's cached (outputs, label[, ids]) examples, unbatched, in file order."""
+        return self.dataset(split, None, training=False, keep_ids=keep_ids)
+
+    def dataset(self, split: str, batch_size: int | None, training: bool, seed: int | None = None,
+                input_context: tf.distribute.InputContext | None = None, keep_ids: bool = False) -> tf.data.Dataset:
+        """Like `reader.make_dataset`, over the cache: batches of (encoder outputs, label)."""
+        files = sorted(tf.io.gfile.glob(os.path.join(self.folder, f"{split}-*-of-*.tfrecord")))
+        deterministic = not training or seed is not None
+        dataset = reader.read_records(files, training, seed, input_context).map(
+            self._parse(keep_ids), num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        if batch_size:
+            dataset = dataset.batch(batch_size, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE)
+        return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _int64s(values) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
+
+
+def _bytes(value: bytes) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
