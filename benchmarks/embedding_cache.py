@@ -85,8 +85,16 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--work", default="data/bench_cache", help="scratch folder (default: %(default)s)")
     parser.add_argument("--out", default="benchmarks/embedding_cache.md")
+    parser.add_argument("--data", default="data/bench", help="the preprocessing benchmark's data, made if absent")
     args = parser.parse_args(argv)
     from model import local_encoders
+
+    if not os.path.exists(os.path.join(args.shards, "metadata.json")):  # As `make bench`'s first part makes them.
+        from benchmarks.preprocessing import job_argv, prepare_data
+        from pipeline import run
+
+        prepare_data(args.data, 1400)
+        run.run(job_argv(args.data, args.shards, 128))
 
     bert = local_encoders.build_tiny_bert(args.vocab, os.path.join(args.work, "bert"), hidden=256, layers=2, heads=4)
     off = train(args.shards, bert, os.path.join(args.work, "off"), args.epochs, "off")
