@@ -76,8 +76,40 @@ def export(model, path: str, text_encoder: str, image_size: int, seq_length: int
     return path
 
 
+def ops_outside_tensorflow(path: str) -> list[str]:
+    """The op types a SavedModel's graph uses that core TensorFlow does not register.
+
+    These are what a model server must link besides TensorFlow (TF Serving, Vertex AI's
+    prebuilt containers). Run it in a process that has not imported `tensorflow_text`, which
+    registers its ops on import (`python -m model.export --ops PATH` does).
+    """
+    import sys
+
+    from tensorflow.core.protobuf import saved_model_pb2
+    from tensorflow.python.framework import op_def_registry
+
+    if "tensorflow_text" in sys.modules:
+        raise RuntimeError("tensorflow_text is imported: its ops would count as TensorFlow's")
+    saved = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(f"{path}/saved_model.pb", "rb") as handle:
+        saved.ParseFromString(handle.read())
+    graph = saved.meta_graphs[0].graph_def
+    nodes = list(graph.node) + [node for function in graph.library.function for node in function.node_def]
+    return sorted({node.op for node in nodes} - {f.signature.name for f in graph.library.function}
+                  - {op for op in {node.op for node in nodes} if op_def_registry.get(op) is not None})
+
+
 def load(path: str):
     """The serving function of an exported model (needs `tensorflow_text` registered)."""
     import tensorflow_text  # noqa: F401  Registers the tokenizer's ops before loading.
 
     return tf.saved_model.load(path).signatures["serving_default"]
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m model.export", description="Inspect an exported serving model.")
+    parser.add_argument("--ops", metavar="PATH", required=True,
+                        help="print the op types PATH's graph needs beyond core TensorFlow, one per line")
+    print("\n".join(ops_outside_tensorflow(parser.parse_args().ops)))

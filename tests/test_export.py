@@ -118,3 +118,20 @@ def test_export_serves_with_the_models_text_pooling(tiny_bert, dataset, tmp_path
         text_1, text_2, image_1, image_2)
     assert np.abs(served - mean(inputs, training=False).numpy()).max() <= 1e-5
     assert np.abs(served - cls(inputs, training=False).numpy()).max() > 1e-4
+
+
+# The TF Text ops the export needs: what a model server must link besides TensorFlow. The
+# tokenizer is TF Text's FastBertTokenizer and the truncation its RoundRobinTrimmer; packing and
+# padding are core ops.
+TF_TEXT_OPS = ["FastBertNormalize", "FastWordpieceTokenizeWithOffsets", "TFText>RoundRobinTrim"]
+
+
+def test_export_needs_only_the_listed_tf_text_ops(exported, tiny_bert, tmp_path):
+    import subprocess
+    import sys
+
+    model, _, _ = exported
+    path = export.export(model, str(tmp_path / "serving"), tiny_bert, IMAGE_SIZE, SEQ_LENGTH)
+    result = subprocess.run([sys.executable, "-m", "model.export", "--ops", path], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == TF_TEXT_OPS
