@@ -12,9 +12,11 @@ rows/s, shard size, and the tokenizer alone.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import re
+import shutil
 import statistics
 import sys
 import time
@@ -49,8 +51,6 @@ def train(shard_dir: str, job: str, encoder: str, mode: str, epochs: int, flags:
                "--train-image-encoder", "--projection-dims", "64", "--loss", "weighted-ce",
                "--mode", mode, "--epochs", str(epochs), *flags]
     if os.path.exists(job):
-        import shutil
-
         shutil.rmtree(job)
     peak, seconds, output = measured(command)
     with open(os.path.join(job, "metrics.json"), encoding="utf-8") as handle:
@@ -128,10 +128,7 @@ def main(argv=None) -> int:
             results.append((mode, name, result))
             print(f"{mode:<10} {name:<34} test macro-F1 {result['test_f1']:.3f} in {result['seconds']:.0f}s", flush=True)
 
-    pairs = []
     with open(os.path.join(data, "tweets.csv"), newline="", encoding="utf-8") as handle:
-        import csv
-
         pairs = [(row["text_1"], row["text_2"]) for row in csv.DictReader(handle)]
     pairs = (pairs * (10_000 // len(pairs) + 1))[:10_000]
     demo_rate = tokenizer_rate(os.path.join(data, "vocab.txt"), pairs, 128)

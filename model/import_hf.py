@@ -144,7 +144,7 @@ def check_config(config: dict) -> None:
 def _load_tensors(folder: str) -> tuple[dict[str, np.ndarray], str]:
     """All tensors of model.safetensors (or its shards), and a SHA-256 over the files read."""
     import tensorflow as tf
-    from safetensors.numpy import load, load_file
+    from safetensors.numpy import load
 
     index = _read_json(_join(folder, "model.safetensors.index.json"))
     files = sorted(set(index["weight_map"].values())) if index else ["model.safetensors"]
@@ -158,8 +158,8 @@ def _load_tensors(folder: str) -> tuple[dict[str, np.ndarray], str]:
             data = handle.read()
         digest.update(data)
         try:
-            # A local file is read by safetensors itself; a remote one from the bytes already in memory.
-            tensors.update(load_file(path) if "://" not in path else load(data))
+            # From the bytes already read for the digest (local or gs://): each file is read once.
+            tensors.update(load(data))
         except KeyError as error:  # safetensors.numpy has no bfloat16 (numpy has none).
             raise ImportRefused(f"{name} holds {error} tensors, which numpy cannot read; save it as float32") from None
         del data
