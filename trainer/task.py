@@ -101,8 +101,11 @@ def parse_configs(argv=None) -> tuple[TrainConfig, ModelConfig]:
     train, model = pick(TrainConfig), pick(ModelConfig)
     if train.loss not in ("ce", "weighted-ce", "focal"):
         raise SystemExit(f"error: --loss must be ce, weighted-ce or focal, not {train.loss!r}")
-    if train.embedding_cache not in ("auto", "on", "off"):
-        raise SystemExit(f"error: --embedding-cache must be auto, on or off, not {train.embedding_cache!r}")
+    from trainer.embedding_cache import SETTINGS as CACHE_SETTINGS
+
+    if train.embedding_cache not in CACHE_SETTINGS:
+        raise SystemExit(f"error: --embedding-cache must be one of {', '.join(CACHE_SETTINGS)}, "
+                         f"not {train.embedding_cache!r}")
     try:
         model.check()
     except ValueError as error:
