@@ -34,7 +34,7 @@ DRY_RUN ?=
 VERTEX_SPEC ?= build/vertex_job.json
 need = @test -n "$($(1))" || { echo "error: set $(1)=... (see the README)" >&2; exit 2; }
 
-.PHONY: install data shards encoders train demo test bench bench-encoders clean images dataflow-shards vertex-train
+.PHONY: install data shards encoders train demo score test bench bench-encoders clean images dataflow-shards vertex-train
 
 install: .venv/.installed
 
@@ -75,14 +75,20 @@ train: shards encoders
 demo: train
 	$(PYTHON) -m model.predict --model out/demo/model/serving --csv $(DATA)/tweets.csv --images $(DATA)/images --rows 5
 
+# Scores the demo CSV with the demo's export (Beam RunInference): out/demo/scores/.
+score: train
+	$(PYTHON) -m pipeline.score --model out/demo/model/serving --csv $(DATA)/tweets.csv --images $(DATA)/images \
+		--out out/demo/scores --overwrite --write-csv $(BEAM_ARGS)
+
 test: install
 	$(PYTHON) -m pytest -q tests
 
-bench: install
+bench: install train
 	$(PYTHON) -m benchmarks.preprocessing --out benchmarks/results.md
 	$(PYTHON) -m benchmarks.memory --out benchmarks/memory.md
 	$(PYTHON) -m benchmarks.training --out benchmarks/training.md
 	$(PYTHON) -m benchmarks.embedding_cache --out benchmarks/embedding_cache.md
+	$(PYTHON) -m benchmarks.scoring --out benchmarks/scoring.md
 
 # Pretrained text encoders (imported all-MiniLM-L6-v2) against the tiny BERT: about 40 minutes on 2 cores.
 bench-encoders: install

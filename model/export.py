@@ -7,9 +7,14 @@ and casing, which training already checked against the shards' fingerprint.
 
     signature `serving_default`(text_1 [B] string, text_2 [B] string,
                                 image_1 [B] string, image_2 [B] string)
-      → probabilities float32 [B, 3], label string [B]
+      → probabilities float32 [B, 3], label string [B], valid bool [B], error string [B]
 
-Images are encoded bytes (JPEG, PNG, GIF, BMP, WebP), exactly as read from a file.
+Images are encoded bytes (JPEG, PNG, GIF, BMP, WebP), exactly as read from a file. A pair
+with an image that cannot be used (not an image, corrupt or truncated, or a header announcing
+more pixels than the shards allowed) does not fail the request: its row has `valid` false,
+probabilities all 0, label "" and `error` naming the image and the cause, e.g.
+"image_2: the image data is corrupt or truncated (the codec refused it)". The other rows are
+scored as usual.
 """
 
 from __future__ import annotations
@@ -40,38 +45,51 @@ class ServingModule(tf.Module):
         self._max_pixels = max_pixels
         self._labels = tf.constant(features.LABELS)
 
+    def checked_inputs(self, text_1, text_2, image_1, image_2):
+        """Raw pair batch → (the model's input dict, per-image status int32 [B, 2])."""
+        inputs = dict(self.tokenizer(text_1, text_2))
+        statuses = []
+        for key, data in zip(features.IMAGE_KEYS, (image_1, image_2)):
+            inputs[key], status = images.decode_images(data, self._image_size, self._max_pixels)
+            statuses.append(status)
+        return inputs, tf.stack(statuses, axis=1)
+
     def model_inputs(self, text_1, text_2, image_1, image_2) -> dict[str, tf.Tensor]:
         """Raw pair batch → the model's input dict (what the Beam job computes, before storage)."""
-        inputs = dict(self.tokenizer(text_1, text_2))
-        for key, data in zip(features.IMAGE_KEYS, (image_1, image_2)):
-            inputs[key] = images.decode_images(data, self._image_size, self._max_pixels)
-        return inputs
+        return self.checked_inputs(text_1, text_2, image_1, image_2)[0]
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=key) for key in SIGNATURE_KEYS])
     def serve(self, text_1, text_2, image_1, image_2):
-        probabilities = self._forward(self.model_inputs(text_1, text_2, image_1, image_2))
-        return {
-            "probabilities": probabilities,
-            "label": tf.gather(self._labels, tf.argmax(probabilities, axis=-1)),
-        }
+        inputs, status = self.checked_inputs(text_1, text_2, image_1, image_2)
+        valid = tf.reduce_all(tf.equal(status, images.HEADER_OK), axis=1)
+        probabilities = tf.where(valid[:, None], self._forward(inputs), 0.0)
+        label = tf.where(valid, tf.gather(self._labels, tf.argmax(probabilities, axis=-1)), "")
+        messages = tf.constant(images.STATUS_MESSAGES)
+        first_bad = tf.argmax(tf.cast(tf.not_equal(status, images.HEADER_OK), tf.int32), axis=1, output_type=tf.int32)
+        error = tf.where(valid, "", tf.strings.join([
+            tf.gather(tf.constant(SIGNATURE_KEYS[2:]), first_bad), ": ",
+            tf.gather(messages, tf.gather(status, first_bad, batch_dims=1))]))
+        return {"probabilities": probabilities, "label": label, "valid": valid, "error": error}
 
 
-def tokenizer_for(text_encoder: str, seq_length: int) -> bert_inputs.PairTokenizer:
+def tokenizer_for(text_encoder: str, seq_length: int, ops: str = "fast") -> bert_inputs.PairTokenizer:
     """The tokenizer matching the text encoder's vocabulary asset and casing."""
     from model import encoders
 
     vocab, lowercase = encoders.encoder_vocabulary(text_encoder)
-    return bert_inputs.PairTokenizer(vocab, lowercase, seq_length)
+    return bert_inputs.PairTokenizer(vocab, lowercase, seq_length, ops)
 
 
 def export(model, path: str, text_encoder: str, image_size: int, seq_length: int,
-           max_pixels: int = DEFAULT_MAX_PIXELS) -> str:
+           max_pixels: int = DEFAULT_MAX_PIXELS, tokenizer_ops: str = "fast") -> str:
     """Writes the serving SavedModel to `path` and returns it.
 
     `max_pixels` should be the limit the shards were built with (`metadata.json`), so that
-    serving refuses exactly the images the Beam job refused.
+    serving refuses exactly the images the Beam job refused. `tokenizer_ops` picks the
+    tokenizer's TF Text ops (`bert_inputs.PairTokenizer`): "classic" for model servers that
+    lack the fast ones.
     """
-    module = ServingModule(model, tokenizer_for(text_encoder, seq_length), image_size, max_pixels)
+    module = ServingModule(model, tokenizer_for(text_encoder, seq_length, tokenizer_ops), image_size, max_pixels)
     tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
     return path
 

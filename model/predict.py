@@ -79,11 +79,10 @@ def main(argv=None) -> int:
         return 2
     serve = export.load(args.model)
     for pair in pairs:
-        try:
-            outputs = serve(text_1=tf.constant(pair["texts"][:1]), text_2=tf.constant(pair["texts"][1:]),
-                            image_1=tf.constant(pair["images"][:1]), image_2=tf.constant(pair["images"][1:]))
-        except tf.errors.InvalidArgumentError as error:
-            print(f"error: cannot score this pair: {error.message.splitlines()[0]}", file=sys.stderr)
+        outputs = serve(text_1=tf.constant(pair["texts"][:1]), text_2=tf.constant(pair["texts"][1:]),
+                        image_1=tf.constant(pair["images"][:1]), image_2=tf.constant(pair["images"][1:]))
+        if "valid" in outputs and not outputs["valid"].numpy()[0]:
+            print(f"error: cannot score this pair: {outputs['error'].numpy()[0].decode()}", file=sys.stderr)
             return 2
         probabilities = dict(zip(features.LABELS, (round(float(p), 4) for p in outputs["probabilities"].numpy()[0])))
         result = {"label": outputs["label"].numpy()[0].decode(), "probabilities": probabilities}

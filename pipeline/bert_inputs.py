@@ -52,18 +52,41 @@ def packing_ids(vocab: Sequence[str]) -> tuple[int, int, int]:
     return tuple(vocab.index(token) for token in ("[CLS]", "[SEP]", "[PAD]"))
 
 
+def round_robin_trim(segments, budget: int) -> list[tf.RaggedTensor]:
+    """Two token segments (ragged [B, (tokens)]) cut to `budget` tokens per row, round-robin.
+
+    Tokens are taken one from each segment in turn, first segment first, until the budget is
+    spent or a segment runs out; so the first keeps min(l1, max(ceil(L/2), L - l2)) tokens and
+    the second what is left. TF Text's `RoundRobinTrimmer` does the same, but through its own
+    op (TFText>RoundRobinTrim), which TF Serving builds that link TF Text older than 2.16 lack
+    (tensorflow/serving#4057). These are core ops, so the packing runs on any model server.
+    """
+    if len(segments) != 2:
+        raise ValueError(f"round_robin_trim takes a pair of segments, got {len(segments)}")
+    first, second = segments
+    lengths = [segment.row_lengths() for segment in segments]
+    half, budget = (tf.constant(value, lengths[0].dtype) for value in ((budget + 1) // 2, budget))
+    keep_first = tf.minimum(lengths[0], tf.maximum(half, budget - lengths[1]))
+    keep_second = tf.minimum(lengths[1], budget - keep_first)
+    return [
+        tf.ragged.boolean_mask(segment, tf.ragged.range(length) < tf.expand_dims(keep, 1))
+        for segment, length, keep in ((first, lengths[0], keep_first), (second, lengths[1], keep_second))
+    ]
+
+
 def pack_segments(segments, seq_length: int, ids: tuple[int, int, int]) -> dict[str, tf.Tensor]:
     """Token-id segments (ragged [B, (tokens)] each) → `[CLS] a [SEP] b [SEP]` BERT inputs.
 
     Round-robin truncation (a long first segment cannot push the second out), segment ids
     0, 1, ..., mask, padding to `seq_length`; int32 [B, seq_length] each, as TF Hub's BERT
-    preprocessing models return them. `ids` comes from `packing_ids`.
+    preprocessing models return them. `ids` comes from `packing_ids`. TF Text's combine and
+    pad functions are core ops.
     """
     import tensorflow_text as text
 
     cls_id, sep_id, pad_id = ids
 
-    trimmed = text.RoundRobinTrimmer(max_seq_length=seq_length - len(segments) - 1).trim(segments)
+    trimmed = round_robin_trim(segments, seq_length - len(segments) - 1)
     word_ids, type_ids = text.combine_segments(trimmed, start_of_sequence_id=cls_id, end_of_segment_id=sep_id)
     word_ids, mask = text.pad_model_inputs(word_ids, max_seq_length=seq_length, pad_value=pad_id)
     type_ids, _ = text.pad_model_inputs(type_ids, max_seq_length=seq_length)
@@ -74,36 +97,53 @@ def pack_segments(segments, seq_length: int, ids: tuple[int, int, int]) -> dict[
     }
 
 
+TOKENIZER_OPS = ("fast", "classic")
+
+
 class PairTokenizer(tf.Module):
     """(text_1, text_2) batches → BERT pair inputs, from a WordPiece vocabulary.
 
     Calling it with two string vectors [B] returns `input_word_ids`, `input_mask` and
     `input_type_ids`, each int32 [B, seq_length]. It is a `tf.Module`, so the exported model
     carries it (vocabulary included) and serving tokenizes exactly as the Beam job did.
+
+    `ops="fast"` (the Beam job's, and the default export's) is TF Text's FastBertTokenizer:
+    ops FastBertNormalize and FastWordpieceTokenizeWithOffsets. `ops="classic"` is its
+    BertTokenizer, the same tokens through older ops (CaseFoldUTF8, NormalizeUTF8,
+    RegexSplitWithOffsets, WordpieceTokenizeWithOffsets and a lookup table), for model
+    servers that link a TF Text without the fast ones (tensorflow/serving#2064).
     """
 
-    def __init__(self, vocab: Sequence[str], lowercase: bool, seq_length: int):
+    def __init__(self, vocab: Sequence[str], lowercase: bool, seq_length: int, ops: str = "fast"):
         super().__init__(name="pair_tokenizer")
         import tensorflow_text as text  # Registers the TF Text ops; needed in every process.
 
         if seq_length < 5:
             raise ValueError(f"seq_length must be at least 5, got {seq_length}")
+        if ops not in TOKENIZER_OPS:
+            raise ValueError(f"ops must be one of {TOKENIZER_OPS}, got {ops!r}")
         vocab = list(vocab)
         self.seq_length = seq_length
         self.lowercase = lowercase
+        self.ops = ops
         self.fingerprint = vocab_fingerprint(vocab, lowercase)
         self._packing_ids = packing_ids(vocab)
-        self._wordpiece = text.FastBertTokenizer(
-            vocab=vocab,
-            token_out_type=tf.int64,
-            lower_case_nfd_strip_accents=lowercase,
-            unknown_token="[UNK]",
-        )
+        if ops == "fast":
+            self._wordpiece = text.FastBertTokenizer(
+                vocab=vocab, token_out_type=tf.int64, lower_case_nfd_strip_accents=lowercase, unknown_token="[UNK]")
+        else:
+            # The table TF Text builds itself from a vocab.txt path, from the list instead.
+            table = tf.lookup.StaticVocabularyTable(
+                tf.lookup.KeyValueTensorInitializer(vocab, tf.range(len(vocab), dtype=tf.int64)), num_oov_buckets=1)
+            self._wordpiece = text.BertTokenizer(table, token_out_type=tf.int64, lower_case=lowercase, unknown_token="[UNK]")
+
+    def _tokenize(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        tokens = self._wordpiece.tokenize(texts)
+        return tokens if self.ops == "fast" else tokens.merge_dims(-2, -1)  # BertTokenizer: [B, words, pieces].
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)] * 2, autograph=False)
     def __call__(self, text_1: tf.Tensor, text_2: tf.Tensor) -> dict[str, tf.Tensor]:
-        segments = [self._wordpiece.tokenize(text_1), self._wordpiece.tokenize(text_2)]
-        return pack_segments(segments, self.seq_length, self._packing_ids)
+        return pack_segments([self._tokenize(text_1), self._tokenize(text_2)], self.seq_length, self._packing_ids)
 
 
 class HubPairTokenizer(tf.Module):

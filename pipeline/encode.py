@@ -15,17 +15,14 @@ import concurrent.futures
 import dataclasses
 import functools
 import hashlib
-import os
 import re
 import threading
 
 import apache_beam as beam
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
-from pipeline import features, rows
+from pipeline import features, image_files, rows
 from pipeline.metadata import IMAGE_DIGEST_MODULUS
 from pipeline.progress import Progress
 from pipeline.settings import JobSettings, TokenizerSource
@@ -67,12 +64,6 @@ def tf_error_summary(message: str) -> str:
 
 
 _SHARED_LOCK = threading.Lock()
-
-
-@functools.lru_cache(maxsize=None)
-def _shared_pool(threads: int) -> concurrent.futures.ThreadPoolExecutor:
-    """One decode pool per worker process (and size), whatever the number of DoFn instances."""
-    return concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="decode")
 
 
 @functools.lru_cache(maxsize=None)
@@ -136,57 +127,33 @@ class PreprocessFn(beam.DoFn):
         with _SHARED_LOCK:  # Bundle threads of one process share what is traced and loaded.
             self._store, self._store_pair = _image_functions(shape.image_size, settings.jpeg_quality, settings.max_pixels)
             self._tokenizer = _tokenizer(settings.tokenizer, shape.seq_length)
-            self._pool = _shared_pool(settings.thread_count())
+            self._pool = image_files.shared_pool(settings.thread_count())
         self._progress = Progress("preprocess")
-        images_dir = settings.images_dir
-        self._local_root = None if "://" in images_dir else os.path.realpath(images_dir)
+        self._files = image_files.ImageFiles(settings.images_dir, settings.max_pixels)
 
     def start_bundle(self):
         self._batch: list[tuple[str, rows.Record]] = []
         self._in_flight: collections.deque[_InFlight] = collections.deque()
-
-    def _read(self, name: str) -> bytes:
-        path = FileSystems.join(self._settings.images_dir, name)
-        if self._local_root is not None:
-            real = os.path.realpath(path)
-            if not real.startswith(self._local_root + os.sep):
-                raise rows.RowError("path_traversal", f"{name} resolves outside the images folder")
-        try:
-            with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-                data = handle.read()
-        except Exception:  # noqa: BLE001  Each file system has its own "not found" error.
-            if FileSystems.exists(path):
-                raise
-            raise rows.RowError("missing_image", f"no image file {path}") from None
-        if not data:
-            raise rows.RowError("empty_image", f"image file {path} is empty")
-        return data
-
-    def _check_status(self, status: int, name: str) -> None:
-        if status == self._images.HEADER_TOO_LARGE:
-            raise rows.RowError("image_too_large", f"{name}: header announces more than {self._settings.max_pixels} pixels")
-        if status == self._images.HEADER_UNREADABLE:
-            raise rows.RowError("undecodable_image", f"{name}: {self._images.UNREADABLE_MESSAGE}")
 
     def _store_one(self, data: bytes, name: str) -> bytes:
         try:
             stored, status = self._store(self._tf.constant(data))
         except self._tf.errors.InvalidArgumentError as error:
             raise rows.RowError("undecodable_image", f"{name}: {tf_error_summary(error.message)}") from None
-        self._check_status(int(status), name)
+        self._files.check_status(int(status), name)
         return stored.numpy()
 
     def _images_of(self, record: rows.Record) -> tuple[list[bytes], int] | rows.RowError:
         """Runs in the pool: both images read, digested and stored, or the row's error."""
         try:
-            datas = [self._read(name) for name in record.image_files]
+            datas = [self._files.read(name) for name in record.image_files]
             digest = sum(image_digest(data) for data in datas) % IMAGE_DIGEST_MODULUS
             try:
                 stored, status = self._store_pair(self._tf.constant(datas))
             except self._tf.errors.InvalidArgumentError:  # Find which image the codec refused.
                 return [self._store_one(data, name) for data, name in zip(datas, record.image_files)], digest
             for value, name in zip(status.numpy(), record.image_files):
-                self._check_status(int(value), name)
+                self._files.check_status(int(value), name)
             return list(stored.numpy()), digest
         except rows.RowError as error:
             return error

@@ -55,7 +55,7 @@ def match_csv(pattern: str) -> list[str]:
     return matched
 
 
-def inspect_csv(path: str, only_file: bool) -> None:
+def inspect_csv(path: str, only_file: bool, columns=rows.CSV_COLUMNS) -> None:
     """Checks the first CSV's header (every column there) from its first MiB, before any work."""
     from apache_beam.io.filesystems import FileSystems
 
@@ -72,28 +72,31 @@ def inspect_csv(path: str, only_file: bool) -> None:
         first_row = True  # A row too long for the first MiB: the job reads it properly.
     if not header:
         raise UsageError(f"--csv {path} is empty")
-    missing = [column for column in rows.CSV_COLUMNS if column not in header]
+    missing = [column for column in columns if column not in header]
     if missing:
-        raise UsageError(f"--csv {path} lacks columns {missing} (needs {', '.join(rows.CSV_COLUMNS)})")
+        raise UsageError(f"--csv {path} lacks columns {missing} (needs {', '.join(columns)})")
     if first_row is None and only_file:
         raise UsageError(f"--csv {path} has a header but no rows")
 
 
-def _outputs_in(out_dir: str) -> list[str]:
+SHARDS_OUTPUTS = (f"*{features.SHARD_SUFFIX}", features.METADATA_FILE, "rejected.jsonl", f"{TEMP_PREFIX}*/*")
+
+
+def _outputs_in(out_dir: str, names=SHARDS_OUTPUTS) -> list[str]:
     """Files an earlier run left in `out_dir`: shards, metadata, rejected rows, temporary parts."""
     from apache_beam.io.filesystems import FileSystems
 
-    names = [f"*{features.SHARD_SUFFIX}", features.METADATA_FILE, "rejected.jsonl", f"{TEMP_PREFIX}*/*"]
     patterns = [FileSystems.join(out_dir, name) for name in names]
     return sorted({m.path for result in FileSystems.match(patterns) for m in result.metadata_list})
 
 
-def prepare_output(out_dir: str, overwrite: bool) -> None:
+def prepare_output(out_dir: str, overwrite: bool, outputs=SHARDS_OUTPUTS, complete: str = features.METADATA_FILE) -> None:
     """Fails early if --out cannot be written or holds an earlier run's output (unless --overwrite).
 
-    With --overwrite, metadata.json goes first, so that a rerun that fails half-way never
-    leaves a folder that looks complete; then the old shards, rejected.jsonl and the
-    temporary folders of runs that crashed.
+    `outputs` are the globs of a job's files, `complete` the one it writes last (the shards
+    job's metadata.json, the scoring job's summary.json). With --overwrite, `complete` goes
+    first, so that a rerun that fails half-way never leaves a folder that looks complete;
+    then the other old files and the temporary folders of runs that crashed.
     """
     from apache_beam.io.filesystems import FileSystems
 
@@ -106,12 +109,12 @@ def prepare_output(out_dir: str, overwrite: bool) -> None:
         FileSystems.delete([probe])
     except Exception as error:  # noqa: BLE001  Any failure here means "cannot write".
         raise UsageError(f"--out {out_dir} is not writable: {error}") from None
-    existing = _outputs_in(out_dir)
+    existing = _outputs_in(out_dir, outputs)
     if existing and not overwrite:
         raise UsageError(
             f"--out {out_dir} already holds {len(existing)} files of an earlier run; pass --overwrite to replace them"
         )
-    metadata = FileSystems.join(out_dir, features.METADATA_FILE)
+    metadata = FileSystems.join(out_dir, complete)
     for batch in ([path for path in existing if path == metadata], [path for path in existing if path != metadata]):
         if batch:
             FileSystems.delete(batch)

@@ -46,6 +46,12 @@ class _HashingReader(io.RawIOBase):
 class _ReadCsvFn(beam.DoFn):
     """A matched CSV file → its `Record`s, `rejected` rows, and one `files` summary."""
 
+    def __init__(self, label_required: bool = True):
+        self._label_required = label_required
+
+    def _columns(self):
+        return rows.CSV_COLUMNS if self._label_required else rows.PAIR_COLUMNS
+
     def setup(self):
         self._progress = Progress("read")
 
@@ -54,10 +60,10 @@ class _ReadCsvFn(beam.DoFn):
         count = 0
         with readable_file.open() as raw:
             hashing = _HashingReader(raw)
-            for item in csv_records.read_records(io.BufferedReader(hashing, 1 << 20), path, rows.CSV_COLUMNS):
+            for item in csv_records.read_records(io.BufferedReader(hashing, 1 << 20), path, self._columns()):
                 count += 1
                 self._progress.tick()
-                result = rows.parse_record(item)
+                result = rows.parse_record(item, self._label_required)
                 if isinstance(result, rows.Rejection):
                     Metrics.counter("rows", "rejected_" + result.reason).inc()
                     yield beam.pvalue.TaggedOutput(REJECTED, result)
@@ -69,11 +75,14 @@ class _ReadCsvFn(beam.DoFn):
 
 
 class ReadRows(beam.PTransform):
-    """CSV glob → `records` (valid rows), `rejected` (`Rejection`s) and `files` (one summary each)."""
+    """CSV glob → `records` (valid rows), `rejected` (`Rejection`s) and `files` (one summary each).
 
-    def __init__(self, pattern: str, spread: bool = True):
+    `label_required=False` (the scoring job) accepts files without a label column.
+    """
+
+    def __init__(self, pattern: str, spread: bool = True, label_required: bool = True):
         super().__init__()
-        self._pattern, self._spread = pattern, spread
+        self._pattern, self._spread, self._label_required = pattern, spread, label_required
 
     def expand(self, pipeline):
         matched = pipeline | "MatchCsv" >> fileio.MatchFiles(self._pattern)
@@ -82,7 +91,7 @@ class ReadRows(beam.PTransform):
         return (
             matched
             | "OpenCsv" >> fileio.ReadMatches()
-            | "ParseCsv" >> beam.ParDo(_ReadCsvFn()).with_outputs(REJECTED, FILES, main="records")
+            | "ParseCsv" >> beam.ParDo(_ReadCsvFn(self._label_required)).with_outputs(REJECTED, FILES, main="records")
         )
 
 

@@ -35,6 +35,9 @@ from pipeline.csv_records import CsvFault, CsvRow, printable
 from pipeline.features import LABEL_INDEX
 
 CSV_COLUMNS = ("id_1", "text_1", "image_1", "id_2", "text_2", "image_2", "label")
+# What the scoring job needs: the same columns, with `label` optional.
+PAIR_COLUMNS = CSV_COLUMNS[:-1]
+NO_LABEL = -1  # A `Record.label` when the row has no label to score against.
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "gif", "webp", "bmp")
 _ID_PATTERN = re.compile(r"^[0-9]{1,19}$")
 
@@ -127,8 +130,13 @@ def image_file_name(url: str | None, tweet_id: str, column: str) -> str:
     return name
 
 
-def parse_row(row_number: int, row: Mapping[str, str], source: str = "", line: int = 0) -> Record | Rejection:
-    """Validates one CSV row; never raises for bad content."""
+def parse_row(row_number: int, row: Mapping[str, str], source: str = "", line: int = 0,
+              label_required: bool = True) -> Record | Rejection:
+    """Validates one CSV row; never raises for bad content.
+
+    Without `label_required` (scoring), a row without a label (no column, or an empty cell)
+    gets `NO_LABEL`; a label that is there must still be one of `features.LABELS`.
+    """
     try:
         ids = (parse_id(row.get("id_1"), "id_1"), parse_id(row.get("id_2"), "id_2"))
         texts = (row.get("text_1") or "", row.get("text_2") or "")
@@ -136,7 +144,9 @@ def parse_row(row_number: int, row: Mapping[str, str], source: str = "", line: i
             if not text.strip():
                 raise RowError("empty_text", f"{column} is empty")
         label_name = (row.get("label") or "").strip()
-        if label_name not in LABEL_INDEX:
+        if not label_name and not label_required:
+            label_name = None
+        elif label_name not in LABEL_INDEX:
             raise RowError("unknown_label", f"label {row.get('label')!r} is not one of {sorted(LABEL_INDEX)}")
         files = (
             image_file_name(row.get("image_1"), ids[0], "image_1"),
@@ -144,14 +154,15 @@ def parse_row(row_number: int, row: Mapping[str, str], source: str = "", line: i
         )
     except RowError as error:
         return Rejection(row_number, error.reason, str(error), row, source, line)
-    return Record(row_number, ids, texts, files, LABEL_INDEX[label_name], dict(row), source, line)
+    label = NO_LABEL if label_name is None else LABEL_INDEX[label_name]
+    return Record(row_number, ids, texts, files, label, dict(row), source, line)
 
 
-def parse_record(item: CsvRow | CsvFault) -> Record | Rejection:
+def parse_record(item: CsvRow | CsvFault, label_required: bool = True) -> Record | Rejection:
     """What `csv_records.read_records` yields → a `Record`, or the `Rejection` of a bad row."""
     if isinstance(item, CsvFault):
         return Rejection.of_fault(item)
-    return parse_row(item.row_number, item.row, item.source, item.line)
+    return parse_row(item.row_number, item.row, item.source, item.line, label_required)
 
 
 def stable_hash(text: str, seed: int) -> int:

@@ -174,10 +174,7 @@ def run(argv: list[str] | None = None, test_pipeline=None) -> dict:
         raise
     except Exception as error:  # noqa: BLE001  Whatever failed, the folder must not look complete.
         write.delete_temp_dir(settings)
-        if args.verbose:
-            traceback.print_exc()
-        lines = [line for line in str(error).splitlines() if line.strip()]
-        raise JobFailed(f"{type(error).__name__}: {lines[-1] if lines else ''}") from None
+        raise job_failed(error, args.verbose) from None
     seconds = time.monotonic() - started
     with FileSystems.open(FileSystems.join(args.out, features.METADATA_FILE)) as handle:
         metadata = json.loads(handle.read().decode("utf-8"))
@@ -186,21 +183,38 @@ def run(argv: list[str] | None = None, test_pipeline=None) -> dict:
     return metadata
 
 
-def main(argv: list[str] | None = None) -> int:
+def job_failed(error: Exception, verbose: bool) -> JobFailed:
+    """The one-line JobFailed of whatever stopped a Beam job (the traceback with --verbose)."""
+    if verbose:
+        traceback.print_exc()
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return JobFailed(f"{type(error).__name__}: {lines[-1] if lines else ''}")
+
+
+def command_main(run_job, argv: list[str] | None, completion_file: str, accounted: str) -> int:
+    """A job's `main`: one `error:` line and exit 2 for usage, 1 for a failed job or lost rows.
+
+    `run_job(argv)` returns the completion file's contents, in which `rows_read` must equal
+    the `accounted` count plus `rows_rejected`.
+    """
     argv = sys.argv[1:] if argv is None else argv
     logs.configure("--verbose" in argv)
     try:
-        metadata = run(argv)
+        result = run_job(argv)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except JobFailed as error:
-        print(f"error: the job failed, and wrote no metadata.json: {error}", file=sys.stderr)
+        print(f"error: the job failed, and wrote no {completion_file}: {error}", file=sys.stderr)
         return 1
-    if metadata["rows_read"] != metadata["examples_written"] + metadata["rows_rejected"]:
+    if result["rows_read"] != result[accounted] + result["rows_rejected"]:
         print("error: counts do not reconcile: rows were lost", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return command_main(run, argv, features.METADATA_FILE, "examples_written")
 
 
 if __name__ == "__main__":

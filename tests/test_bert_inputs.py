@@ -64,3 +64,18 @@ def test_hub_preprocessing_model_packs_like_the_local_vocabulary(hub_preprocesso
     cased = local_encoders.build_bert_preprocessor(str(dataset["vocab"]), str(tmp_path / "cased"), False, (9,))
     cased_tokenizer = bert_inputs.HubPairTokenizer(cased, 9)
     assert not cased_tokenizer.lowercase and cased_tokenizer.fingerprint != local.fingerprint
+
+
+def test_round_robin_trim_equals_tf_texts_trimmer():
+    """The core-op truncation (servable anywhere) cuts exactly where TF Text's RoundRobinTrimmer does."""
+    import tensorflow_text as text
+
+    rng = np.random.default_rng(0)
+    trim = tf.function(bert_inputs.round_robin_trim, reduce_retracing=True)
+    for budget in (1, 2, 3, 8, 21, 125):
+        lengths = rng.integers(0, 2 * budget + 3, size=(2, 40))
+        segments = [tf.RaggedTensor.from_row_lengths(tf.range(n.sum(), dtype=tf.int64) + 1000 * i, n)
+                    for i, n in enumerate(lengths)]
+        expected = text.RoundRobinTrimmer(max_seq_length=budget).trim(segments)
+        for got, want in zip(trim(segments, budget), expected):
+            assert got.to_list() == want.to_list()

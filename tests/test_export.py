@@ -60,11 +60,24 @@ def test_storage_gap_is_small_and_measured(exported, dataset, shards):
     assert len(gaps) == len(records) and max(gaps) < 0.02
 
 
-def test_serving_rejects_undecodable_images(exported):
+def test_a_bad_image_fails_its_row_and_not_the_request(exported, dataset):
+    """Each kind of bad image gets valid=False and a reason; its batch-mates are scored unchanged."""
     _, _, serve = exported
-    text = tf.constant(["a"])
-    with pytest.raises(tf.errors.InvalidArgumentError):
-        serve(text_1=text, text_2=text, image_1=tf.constant([b"not an image"]), image_2=tf.constant([b"x"]))
+    _, (text_1, text_2), (image_1, image_2) = raw_pairs(dataset, 4)
+    alone = serve(text_1=text_1, text_2=text_2, image_1=image_1, image_2=image_2)
+    first, second = image_1.numpy(), image_2.numpy()
+    bad_1 = [first[0], b"not an image", first[2], first[3]]
+    bad_2 = [second[0], second[1], second[2][: len(second[2]) * 2 // 3], second[3]]  # Cut after its header: the codec fails.
+    mixed = serve(text_1=text_1, text_2=text_2, image_1=tf.constant(bad_1), image_2=tf.constant(bad_2))
+    assert mixed["valid"].numpy().tolist() == [True, False, False, True]
+    errors = [e.decode() for e in mixed["error"].numpy()]
+    assert errors[0] == errors[3] == ""
+    assert errors[1].startswith("image_1: not a JPEG") and errors[2].startswith("image_2: the image data is corrupt")
+    assert [label.decode() for label in mixed["label"].numpy()][1:3] == ["", ""]
+    assert not mixed["probabilities"].numpy()[1:3].any()
+    for row in (0, 3):
+        assert mixed["label"].numpy()[row] == alone["label"].numpy()[row]
+        assert np.abs(mixed["probabilities"].numpy()[row] - alone["probabilities"].numpy()[row]).max() <= 1e-6
 
 
 def test_export_of_a_trained_model_carries_no_optimizer_state_and_honours_max_pixels(tiny_bert, dataset, tmp_path):
@@ -94,8 +107,9 @@ def test_export_of_a_trained_model_carries_no_optimizer_state_and_honours_max_pi
 
     serve = export.load(path)
     text = tf.constant(["a"])
-    with pytest.raises(tf.errors.InvalidArgumentError):  # One pixel over the shards' limit.
-        serve(text_1=text, text_2=text, image_1=tf.constant([jpeg_bytes(width, height)]), image_2=image_1[:1])
+    over = serve(text_1=text, text_2=text, image_1=tf.constant([jpeg_bytes(width, height)]), image_2=image_1[:1])
+    assert not over["valid"].numpy()[0]  # One pixel over the shards' limit.
+    assert over["error"].numpy()[0].decode() == "image_1: header announces more pixels than allowed"
     assert serve(text_1=text, text_2=text, image_1=image_1[:1], image_2=image_1[:1])["probabilities"].shape == (1, 3)
 
 
@@ -120,18 +134,54 @@ def test_export_serves_with_the_models_text_pooling(tiny_bert, dataset, tmp_path
     assert np.abs(served - cls(inputs, training=False).numpy()).max() > 1e-4
 
 
-# The TF Text ops the export needs: what a model server must link besides TensorFlow. The
-# tokenizer is TF Text's FastBertTokenizer and the truncation its RoundRobinTrimmer; packing and
-# padding are core ops.
-TF_TEXT_OPS = ["FastBertNormalize", "FastWordpieceTokenizeWithOffsets", "TFText>RoundRobinTrim"]
+# The TF Text ops each export needs: what a model server must link besides TensorFlow. The
+# fast tokenizer is TF Text's FastBertTokenizer, the classic one its BertTokenizer; truncation
+# (`bert_inputs.round_robin_trim`), packing and padding are core ops.
+TF_TEXT_OPS = {
+    "fast": ["FastBertNormalize", "FastWordpieceTokenizeWithOffsets"],
+    "classic": ["CaseFoldUTF8", "NormalizeUTF8", "RegexSplitWithOffsets", "WordpieceTokenizeWithOffsets"],
+}
+# Texts where two tokenizers could part: accents, case, CJK, RTL, emoji, control and
+# zero-width characters, punctuation runs, unknown words, and pairs long enough to be cut.
+HARD_TEXTS = [
+    "Ünïcödé CAFÉ — closed 정말 هذا 😮", "naïve façade résumé ÅNGSTRÖM", "東京タワー は 閉鎖 された",
+    "tab\there\nnewline\r\x00nul \u200bzero\u200dwidth", "!!!???...,,, (a) [b] {c} #tag @user $5 50%",
+    "https://t.co/AbCdEf1234 www.example.com/x?y=z", "", "   ", "xyzzyplugh qwertyuiop",
+    "the bridge is open " * 30, "Straße ǅ ﬁ Ⅸ ①", "Ελληνικά Кириллица עברית हिन्दी",
+]
 
 
-def test_export_needs_only_the_listed_tf_text_ops(exported, tiny_bert, tmp_path):
+@pytest.mark.parametrize("ops", ["fast", "classic"])
+def test_export_needs_only_the_listed_tf_text_ops(exported, tiny_bert, tmp_path, ops):
     import subprocess
     import sys
 
     model, _, _ = exported
-    path = export.export(model, str(tmp_path / "serving"), tiny_bert, IMAGE_SIZE, SEQ_LENGTH)
+    path = export.export(model, str(tmp_path / "serving"), tiny_bert, IMAGE_SIZE, SEQ_LENGTH, tokenizer_ops=ops)
     result = subprocess.run([sys.executable, "-m", "model.export", "--ops", path], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split() == TF_TEXT_OPS
+    assert result.stdout.split() == TF_TEXT_OPS[ops]
+
+
+def test_classic_tokenizer_export_equals_the_default(exported, tiny_bert, dataset, tmp_path):
+    """The classic-ops export gives the default export's tokens and probabilities."""
+    from pipeline import bert_inputs
+
+    vocab = bert_inputs.read_vocab(str(dataset["vocab"]))
+    texts = [r["text_1"] for r in dataset["good_rows"]] + [r["text_2"] for r in dataset["good_rows"]] + HARD_TEXTS
+    firsts, seconds = tf.constant(texts), tf.constant(texts[::-1])
+    for lowercase in (True, False):
+        fast = bert_inputs.PairTokenizer(vocab, lowercase, SEQ_LENGTH)(firsts, seconds)
+        classic = bert_inputs.PairTokenizer(vocab, lowercase, SEQ_LENGTH, ops="classic")(firsts, seconds)
+        for key in fast:
+            np.testing.assert_array_equal(fast[key].numpy(), classic[key].numpy())
+    assert fast["input_mask"].numpy().all(axis=1).any()  # Some pairs were cut to the length.
+
+    model, _, serve = exported
+    classic_serve = export.load(export.export(model, str(tmp_path / "classic"), tiny_bert, IMAGE_SIZE, SEQ_LENGTH,
+                                              tokenizer_ops="classic"))
+    _, _, (image_1, image_2) = raw_pairs(dataset, count=len(HARD_TEXTS))
+    pair = dict(text_1=tf.constant(HARD_TEXTS), text_2=tf.constant(HARD_TEXTS[::-1]), image_1=image_1, image_2=image_2)
+    default, classic = serve(**pair), classic_serve(**pair)
+    assert np.abs(default["probabilities"].numpy() - classic["probabilities"].numpy()).max() <= 1e-5
+    assert default["label"].numpy().tolist() == classic["label"].numpy().tolist()

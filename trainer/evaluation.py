@@ -38,17 +38,23 @@ def _scores(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, flo
 
 def classification_report(labels: np.ndarray, predictions: np.ndarray) -> dict:
     """The per-split block of metrics.json (see the README for the layout)."""
-    labels = np.asarray(labels, np.int64)
-    matrix = confusion_matrix(labels, predictions)
+    return report_of_matrix(confusion_matrix(labels, predictions))
+
+
+def report_of_matrix(matrix: np.ndarray) -> dict:
+    """`classification_report` from the [true, predicted] counts alone (the scoring job sums them)."""
+    matrix = np.asarray(matrix, np.int64)
     precision, recall, f1, accuracy, macro_f1 = _scores(matrix)
-    majority = np.full_like(labels, np.bincount(labels, minlength=len(features.LABELS)).argmax()) if len(labels) else labels
-    _, _, _, majority_accuracy, majority_macro_f1 = _scores(confusion_matrix(labels, majority))
+    support = matrix.sum(axis=1)
+    majority = np.zeros_like(matrix)  # Always the most frequent true label.
+    majority[:, support.argmax()] = support
+    _, _, _, majority_accuracy, majority_macro_f1 = _scores(majority)
     return {
-        "examples": int(len(labels)),
+        "examples": int(matrix.sum()),
         "accuracy": accuracy,
         "macro_f1": macro_f1,
         "per_class": {
-            name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(matrix[i].sum())}
+            name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
             for i, name in enumerate(features.LABELS)
         },
         "confusion_matrix": matrix.tolist(),

@@ -53,6 +53,7 @@ class TrainConfig:
       seed: Seed for shuffling and initialisation.
       embedding_cache: `auto` (on when every encoder the model uses is frozen), `on` or `off`: run the frozen encoders once and train the head on their stored outputs.
       embedding_cache_dir: Where the cache lives (default: the job dir's embedding_cache/); runs with the same shards and encoders share it.
+      serving_tokenizer: The export's tokenizer ops: `fast` (TF Text's fast BERT ops, as the shards job) or `classic` (the same tokens through older ops, for model servers without the fast ones; see the README).
     """
 
     data_dir: str = "data/shards"
@@ -68,6 +69,7 @@ class TrainConfig:
     seed: int = 0
     embedding_cache: str = "auto"
     embedding_cache_dir: str = ""
+    serving_tokenizer: str = "fast"
 
 
 def define_flags() -> argparse.ArgumentParser:
@@ -106,6 +108,11 @@ def parse_configs(argv=None) -> tuple[TrainConfig, ModelConfig]:
     if train.embedding_cache not in CACHE_SETTINGS:
         raise SystemExit(f"error: --embedding-cache must be one of {', '.join(CACHE_SETTINGS)}, "
                          f"not {train.embedding_cache!r}")
+    from pipeline.bert_inputs import TOKENIZER_OPS
+
+    if train.serving_tokenizer not in TOKENIZER_OPS:
+        raise SystemExit(f"error: --serving-tokenizer must be one of {', '.join(TOKENIZER_OPS)}, "
+                         f"not {train.serving_tokenizer!r}")
     try:
         model.check()
     except ValueError as error:
@@ -242,7 +249,7 @@ def main(argv=None) -> dict:
         model.save_weights(os.path.join(mine["model"], "model.weights.h5"))
         serving_path = export.export(model, os.path.join(mine["model"], "serving"), model_config.text_encoder,
                                      model_config.image_size, model_config.seq_length,
-                                     metadata.get("max_pixels", export.DEFAULT_MAX_PIXELS))
+                                     metadata.get("max_pixels", export.DEFAULT_MAX_PIXELS), train.serving_tokenizer)
     if not chief:
         return results
     print(f"exported the serving model to {serving_path}")
