@@ -34,7 +34,7 @@ DRY_RUN ?=
 VERTEX_SPEC ?= build/vertex_job.json
 need = @test -n "$($(1))" || { echo "error: set $(1)=... (see the README)" >&2; exit 2; }
 
-.PHONY: install data real-data shards encoders train demo score test bench bench-encoders clean images dataflow-shards vertex-train
+.PHONY: install data real-data shards encoders train demo preview score test bench bench-encoders clean images dataflow-shards vertex-train
 
 install: .venv/.installed
 
@@ -79,6 +79,11 @@ train: shards encoders
 # The README's main command: data → shards → encoders → train → evaluate → export → predict.
 demo: train
 	$(PYTHON) -m model.predict --model out/demo/model/serving --csv $(DATA)/tweets.csv --images $(DATA)/images --rows 5
+	$(PYTHON) -m pipeline.preview $(SHARDS) --out out/demo/preview.png
+
+# A grid of pairs from the shards, and their stats (labels, token lengths, rejects): preview.png/.md.
+preview: shards
+	$(PYTHON) -m pipeline.preview $(SHARDS) --out out/demo/preview.png
 
 # Scores the demo CSV with the demo's export (Beam RunInference): out/demo/scores/.
 score: train

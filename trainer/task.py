@@ -234,8 +234,9 @@ def main(argv=None) -> dict:
         class_weight = None
         if train.loss == "weighted-ce":
             class_weight = {i: metadata["class_weights"][name] for i, name in enumerate(features.LABELS)}
-        history = fit_model.fit(train_data, epochs=train.epochs, steps_per_epoch=steps_per_epoch,
-                            callbacks=fit_callbacks, class_weight=class_weight, verbose=2)
+        # shuffle=False: the reader (or the cache) shuffles; Keras 3 warns at fit's default True on a Dataset.
+        history = fit_model.fit(train_data, epochs=train.epochs, steps_per_epoch=steps_per_epoch, shuffle=False,
+                                callbacks=fit_callbacks, class_weight=class_weight, verbose=2)
         print(f"final weights sha256 {artifacts.weights_digest(model)}")
 
         # --- Evaluate and save (every worker: the passes and saves are collective) -------
