@@ -65,7 +65,6 @@ class _Progress:
         self._name, self._start, self._total = name, start, total
         self._tty = sys.stderr.isatty()
         self._began = self._last = time.monotonic()
-        self._shown = False
 
     def update(self, done: int, final: bool = False) -> None:
         now = time.monotonic()
@@ -84,7 +83,6 @@ class _Progress:
             print("\r" + text.ljust(79), end="\n" if final else "", file=sys.stderr, flush=True)
         else:
             print(text, file=sys.stderr, flush=True)
-        self._shown = True
 
 
 def _request(url: str, offset: int, timeout: float):
