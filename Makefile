@@ -10,7 +10,7 @@ MIN_SIDE ?= 300
 MAX_SIDE ?= 800
 IMAGE_SIZE ?= 64
 SEQ_LENGTH ?= 32
-EPOCHS ?= 25
+EPOCHS ?= 100
 BEAM_ARGS ?=
 
 # Google Cloud: the two jobs a user submits (see the README's Dataflow and Vertex AI sections).
@@ -34,7 +34,7 @@ DRY_RUN ?=
 VERTEX_SPEC ?= build/vertex_job.json
 need = @test -n "$($(1))" || { echo "error: set $(1)=... (see the README)" >&2; exit 2; }
 
-.PHONY: install data real-data shards encoders train demo preview score test bench bench-encoders clean images dataflow-shards vertex-train
+.PHONY: install data real-data shards encoders train demo preview errors score test bench bench-encoders clean images dataflow-shards vertex-train
 
 install: .venv/.installed
 
@@ -80,6 +80,11 @@ train: shards encoders
 demo: train
 	$(PYTHON) -m model.predict --model out/demo/model/serving --csv $(DATA)/tweets.csv --images $(DATA)/images --rows 5
 	$(PYTHON) -m pipeline.preview $(SHARDS) --out out/demo/preview.png
+	$(PYTHON) -m trainer.errors out/demo
+
+# The misclassified test pairs of the demo's model, most confident first: out/demo/errors.png/.jsonl.
+errors: train
+	$(PYTHON) -m trainer.errors out/demo
 
 # A grid of pairs from the shards, and their stats (labels, token lengths, rejects): preview.png/.md.
 preview: shards

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 
-from pipeline.preflight import UsageError
+from pipeline.cli import UsageError
 
 
 def check_beam_flags(beam_args: list[str], own_flags: list[str]) -> None:

@@ -74,6 +74,13 @@ def round_robin_trim(segments, budget: int) -> list[tf.RaggedTensor]:
     ]
 
 
+def pair_lengths(segments) -> tf.Tensor:
+    """Tokens of `[CLS] a [SEP] b [SEP]` before any truncation, int64 [B]: the pair is cut when
+    this exceeds the sequence length. The shards keep only what fits, so the Beam job counts
+    these as it packs (metadata.json's `pair_tokens`)."""
+    return tf.add_n([tf.cast(segment.row_lengths(), tf.int64) for segment in segments]) + len(segments) + 1
+
+
 def pack_segments(segments, seq_length: int, ids: tuple[int, int, int]) -> dict[str, tf.Tensor]:
     """Token-id segments (ragged [B, (tokens)] each) → `[CLS] a [SEP] b [SEP]` BERT inputs.
 
@@ -145,6 +152,12 @@ class PairTokenizer(tf.Module):
     def __call__(self, text_1: tf.Tensor, text_2: tf.Tensor) -> dict[str, tf.Tensor]:
         return pack_segments([self._tokenize(text_1), self._tokenize(text_2)], self.seq_length, self._packing_ids)
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)] * 2, autograph=False)
+    def pack_counted(self, text_1: tf.Tensor, text_2: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        """`__call__`'s BERT inputs, and each pair's length before truncation (`pair_lengths`)."""
+        segments = [self._tokenize(text_1), self._tokenize(text_2)]
+        return pack_segments(segments, self.seq_length, self._packing_ids), pair_lengths(segments)
+
 
 class HubPairTokenizer(tf.Module):
     """The same contract as `PairTokenizer`, backed by a TF Hub BERT preprocessing SavedModel.
@@ -175,6 +188,13 @@ class HubPairTokenizer(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)] * 2, autograph=False)
     def __call__(self, text_1: tf.Tensor, text_2: tf.Tensor) -> dict[str, tf.Tensor]:
+        return self.pack_counted(text_1, text_2)[0]
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)] * 2, autograph=False)
+    def pack_counted(self, text_1: tf.Tensor, text_2: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        """`__call__`'s BERT inputs, and each pair's length before truncation (`pair_lengths`)."""
         segments = [self._preprocessor.tokenize(text_1), self._preprocessor.tokenize(text_2)]
         packed = self._preprocessor.bert_pack_inputs(segments, seq_length=self.seq_length)
-        return {key: tf.cast(packed[key], tf.int32) for key in packed}
+        # The model's tokenize gives [B, words, pieces]; a pair's length counts the pieces.
+        flat = [segment.merge_dims(-2, -1) if segment.ragged_rank > 1 else segment for segment in segments]
+        return {key: tf.cast(packed[key], tf.int32) for key in packed}, pair_lengths(flat)

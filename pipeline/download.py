@@ -23,7 +23,7 @@ import os
 import sys
 import time
 
-from pipeline import csv_records, fetch, rows, untar
+from pipeline import cli, csv_records, fetch, rows, untar
 
 CSV_URL = "https://github.com/sayakpaul/Multimodal-Entailment-Baseline/raw/main/csvs/tweets.csv"
 IMAGES_URL = "https://github.com/sayakpaul/Multimodal-Entailment-Baseline/releases/download/v1.0.0/tweet_images.tar.gz"
@@ -31,11 +31,6 @@ PINNED = {IMAGES_URL: {"bytes": 344_273_442}}  # What the example states; no dig
 LOCK_FILE = "download.lock.json"
 MISSING_FILE = "missing_images.txt"
 CSV_NAME, ARCHIVE_NAME, IMAGES_DIR = "tweets.csv", "tweet_images.tar.gz", "images"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"error: {message}\n")
 
 
 def _read_lock(path: str) -> dict:
@@ -59,8 +54,8 @@ def _write_lock(path: str, lock: dict) -> None:
     os.replace(temporary, path)
 
 
-def obtain(name: str, url: str, out_dir: str, lock: dict, settings: argparse.Namespace) -> tuple[str, bool]:
-    """The verified file `out_dir/name` from `url`; returns (sha256, whether bytes were downloaded)."""
+def obtain(name: str, url: str, out_dir: str, lock: dict, settings: argparse.Namespace) -> str:
+    """The verified file `out_dir/name` from `url` (recorded in `lock`); returns its sha256."""
     target = os.path.join(out_dir, name)
     entry = lock["files"].get(name)
     if entry and entry.get("url") != url:
@@ -74,7 +69,7 @@ def obtain(name: str, url: str, out_dir: str, lock: dict, settings: argparse.Nam
         if (expected_sha is None or digest == expected_sha) and expected_bytes in (None, size):
             print(f"{name}: already here, {size:,} bytes, sha256 {digest}" + (" (matches the lock)" if entry else ""))
             lock["files"][name] = {"url": url, "sha256": digest, "bytes": size}
-            return digest, False
+            return digest
         print(f"{name}: the file here does not match {LOCK_FILE if entry else 'the size expected'}; downloading it again",
               file=sys.stderr)
         os.remove(target)
@@ -83,7 +78,7 @@ def obtain(name: str, url: str, out_dir: str, lock: dict, settings: argparse.Nam
     how = "matches the lock" if entry else f"recorded in {LOCK_FILE}"
     print(f"{name}: {fetched.bytes:,} bytes, sha256 {fetched.sha256} ({how})")
     lock["files"][name] = {"url": url, "sha256": fetched.sha256, "bytes": fetched.bytes}
-    return fetched.sha256, True
+    return fetched.sha256
 
 
 def check_against_csv(csv_path: str, images_dir: str) -> dict:
@@ -123,7 +118,7 @@ def run(args: argparse.Namespace) -> dict:
     recorded = json.dumps(lock, sort_keys=True)
     try:
         obtain(CSV_NAME, args.csv_url, out, lock, args)
-        archive_sha, _ = obtain(ARCHIVE_NAME, args.images_url, out, lock, args)
+        archive_sha = obtain(ARCHIVE_NAME, args.images_url, out, lock, args)
     finally:  # What was verified stays recorded, even if the other file failed.
         if json.dumps(lock, sort_keys=True) != recorded:
             _write_lock(lock_path, lock)
@@ -147,7 +142,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m pipeline.download", description=__doc__.split("\n")[0])
+    parser = cli.Parser(prog="python -m pipeline.download", description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="data/real", help="folder for the data (default: %(default)s)")
     parser.add_argument("--csv-url", default=CSV_URL, help="the pairs CSV (default: the keras.io example's)")
     parser.add_argument("--images-url", default=IMAGES_URL, help="the images tarball (default: the keras.io example's)")
@@ -157,14 +152,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds without data before a retry (default: %(default)s)")
     parser.add_argument("--max-member-mb", type=int, default=untar.DEFAULT_MAX_MEMBER_BYTES // 2**20,
                         help="refuse archive members larger than this (default: %(default)s)")
-    args = parser.parse_args(argv)
-    if args.retries < 0 or args.backoff < 0 or args.timeout <= 0 or args.max_member_mb < 1:
-        parser.error("--retries and --backoff must not be negative; --timeout and --max-member-mb must be positive")
+    try:
+        args = parser.parse_args(argv)
+        if args.retries < 0 or args.backoff < 0 or args.timeout <= 0 or args.max_member_mb < 1:
+            raise cli.UsageError("--retries and --backoff must not be negative; --timeout and --max-member-mb must be positive")
+    except cli.UsageError as error:
+        return cli.report(error)
     try:
         run(args)
     except (fetch.FetchError, untar.UnsafeArchive, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return cli.report(error, status=1)
     return 0
 
 

@@ -49,6 +49,8 @@ class Encoded:
     split: str
     serialized: bytes
     image_digest: int
+    pair_tokens: int  # The text pair's length before truncation (`bert_inputs.pair_lengths`).
+    images: tuple[tuple[str, int, int], ...]  # Each original image's (format, height, width).
 
 
 def tf_error_summary(message: str) -> str:
@@ -68,20 +70,22 @@ _SHARED_LOCK = threading.Lock()
 
 @functools.lru_cache(maxsize=None)
 def _image_functions(image_size: int, quality: int, max_pixels: int):
-    """Traced once per process: (one image, a row's two images) → (stored JPEG, header status)."""
+    """Traced once per process: (one image, a row's two images) → (stored JPEG, header status,
+    original format, original [height, width]); the last two feed metadata.json's image stats."""
     import tensorflow as tf
 
-    from pipeline import images
+    from pipeline import image_headers, images
 
     @tf.function(input_signature=[tf.TensorSpec([], tf.string)], autograph=False)  # No Python control flow.
     def store(data):
         image, status = images.decode_checked(data, image_size, max_pixels)
-        return images.encode_for_storage(image, quality), status
+        return (images.encode_for_storage(image, quality), status, image_headers.image_format(data),
+                image_headers.image_dimensions(data))
 
     @tf.function(input_signature=[tf.TensorSpec([2], tf.string)], autograph=False)
     def store_pair(data):
-        (first, first_status), (second, second_status) = store(data[0]), store(data[1])
-        return tf.stack([first, second]), tf.stack([first_status, second_status])
+        first, second = store(data[0]), store(data[1])
+        return tuple(tf.stack([a, b]) for a, b in zip(first, second))
 
     # A row's two images go through one call (the Python side of a call costs about 0.3 ms);
     # the one-image function says which image a decode failure came from.
@@ -100,6 +104,7 @@ class _InFlight:
     split: str
     record: rows.Record
     tokens: dict
+    pair_tokens: int
     images: concurrent.futures.Future
 
 
@@ -135,26 +140,31 @@ class PreprocessFn(beam.DoFn):
         self._batch: list[tuple[str, rows.Record]] = []
         self._in_flight: collections.deque[_InFlight] = collections.deque()
 
-    def _store_one(self, data: bytes, name: str) -> bytes:
+    def _store_one(self, data: bytes, name: str):
         try:
-            stored, status = self._store(self._tf.constant(data))
+            return self._store(self._tf.constant(data))
         except self._tf.errors.InvalidArgumentError as error:
             raise rows.RowError("undecodable_image", f"{name}: {tf_error_summary(error.message)}") from None
-        self._files.check_status(int(status), name)
-        return stored.numpy()
 
-    def _images_of(self, record: rows.Record) -> tuple[list[bytes], int] | rows.RowError:
-        """Runs in the pool: both images read, digested and stored, or the row's error."""
+    def _images_of(self, record: rows.Record) -> tuple[list[bytes], int, tuple] | rows.RowError:
+        """Runs in the pool: both images read, digested and stored (with their original format
+        and size), or the row's error."""
         try:
             datas = [self._files.read(name) for name in record.image_files]
             digest = sum(image_digest(data) for data in datas) % IMAGE_DIGEST_MODULUS
             try:
-                stored, status = self._store_pair(self._tf.constant(datas))
+                results = [value.numpy() for value in self._store_pair(self._tf.constant(datas))]
             except self._tf.errors.InvalidArgumentError:  # Find which image the codec refused.
-                return [self._store_one(data, name) for data, name in zip(datas, record.image_files)], digest
-            for value, name in zip(status.numpy(), record.image_files):
+                singles = []
+                for data, name in zip(datas, record.image_files):
+                    singles.append([value.numpy() for value in self._store_one(data, name)])
+                    self._files.check_status(int(singles[-1][1]), name)
+                results = [[single[field] for single in singles] for field in range(4)]
+            stored, status, formats, dimensions = results
+            for value, name in zip(status, record.image_files):
                 self._files.check_status(int(value), name)
-            return list(stored.numpy()), digest
+            facts = tuple((fmt.decode(), int(height), int(width)) for fmt, (height, width) in zip(formats, dimensions))
+            return list(stored), digest, facts
         except rows.RowError as error:
             return error
 
@@ -163,14 +173,15 @@ class PreprocessFn(beam.DoFn):
         if not self._batch:
             return
         tf = self._tf
-        tokens = self._tokenizer(
+        tokens, lengths = self._tokenizer.pack_counted(
             tf.constant([record.texts[0] for _, record in self._batch]),
             tf.constant([record.texts[1] for _, record in self._batch]),
         )
-        tokens = {key: value.numpy() for key, value in tokens.items()}
+        tokens, lengths = {key: value.numpy() for key, value in tokens.items()}, lengths.numpy()
         for index, (split, record) in enumerate(self._batch):
             row_tokens = {key: value[index] for key, value in tokens.items()}
-            self._in_flight.append(_InFlight(split, record, row_tokens, self._pool.submit(self._images_of, record)))
+            self._in_flight.append(_InFlight(split, record, row_tokens, int(lengths[index]),
+                                             self._pool.submit(self._images_of, record)))
         self._batch = []
 
     def _finish(self, row: _InFlight):
@@ -181,11 +192,11 @@ class PreprocessFn(beam.DoFn):
         if isinstance(result, rows.RowError):
             Metrics.counter("rows", "rejected_" + result.reason).inc()
             return beam.pvalue.TaggedOutput(REJECTED, rows.Rejection.of(record, result.reason, str(result)))
-        stored, digest = result
+        stored, digest, facts = result
         example = features.to_example(record.ids, record.texts, stored, row.tokens, record.label, self._settings.shape)
         Metrics.counter("rows", "written").inc()
         serialized = example.SerializeToString(deterministic=True)
-        return Encoded(record.pair_key, record.label, row.split, serialized, digest)
+        return Encoded(record.pair_key, record.label, row.split, serialized, digest, row.pair_tokens, facts)
 
     def process(self, item: tuple[str, rows.Record]):
         self._batch.append(item)

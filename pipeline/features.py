@@ -138,3 +138,17 @@ def parse(serialized: tf.Tensor, shape: Shape) -> dict[str, tf.Tensor]:
     for key in TOKEN_KEYS + (LABEL_KEY,):
         parsed[key] = tf.cast(raw[key], tf.int32)
     return parsed
+
+
+def read_metadata(data_dir: str) -> dict:
+    """The shards' metadata.json (local or gs://); FileNotFoundError if the job did not finish."""
+    import json
+    import os
+
+    import tensorflow as tf
+
+    path = os.path.join(data_dir, METADATA_FILE)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"{path} not found: is {data_dir} the --out folder of `make shards` (and did it finish)?")
+    with tf.io.gfile.GFile(path, "r") as handle:
+        return json.load(handle)

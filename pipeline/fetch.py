@@ -109,8 +109,8 @@ def _classify(error: Exception, url: str) -> Exception:
     return error
 
 
-def _transfer(url: str, part: str, timeout: float, progress_name: str) -> tuple[int, int | None]:
-    """One request: appends to `part` from its current size. Returns (bytes now in part, total or None)."""
+def _transfer(url: str, part: str, timeout: float, progress_name: str) -> int:
+    """One request: appends to `part` from its current size. Returns the bytes now in `part`."""
     offset = os.path.getsize(part) if os.path.exists(part) else 0
     try:
         response = _request(url, offset, timeout)
@@ -118,7 +118,7 @@ def _transfer(url: str, part: str, timeout: float, progress_name: str) -> tuple[
         if error.code == 416 and offset:  # Nothing after `offset`: the part may be complete already.
             total = (error.headers.get("Content-Range") or "").rpartition("/")[2]
             if total.isdigit() and int(total) == offset:
-                return offset, offset
+                return offset
             os.remove(part)  # Larger than the file the server has now: start over.
             raise _Transient("the partial download is longer than the file; starting again") from None
         raise
@@ -145,7 +145,7 @@ def _transfer(url: str, part: str, timeout: float, progress_name: str) -> tuple[
         if total is not None and done < total:
             raise _Transient(f"connection cut after {done} of {total} bytes")
         progress.update(done, final=True)
-    return done, total
+    return done
 
 
 def fetch(url: str, target: str, expected_sha256: str | None = None, expected_bytes: int | None = None,
@@ -163,7 +163,7 @@ def fetch(url: str, target: str, expected_sha256: str | None = None, expected_by
     attempt = 0
     while True:
         try:
-            done, _ = _transfer(url, part, timeout, name)
+            done = _transfer(url, part, timeout, name)
             break
         except Exception as error:  # noqa: BLE001  Sorted into retry or stop by `_classify`.
             problem = error if isinstance(error, (_Transient, FetchError)) else _classify(error, url)

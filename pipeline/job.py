@@ -62,7 +62,7 @@ class BuildShards(beam.PTransform):
         files = tuple(keyed) | "WriteFiles" >> write.WriteFiles(settings)
 
         stats = (
-            [examples | "StatWritten" >> beam.Map(lambda e: ("written", (e.split, e.label), e.image_digest))]
+            [examples | "StatWritten" >> beam.Map(lambda e: ("written", (e.split, e.label), e.image_digest, e.pair_tokens, e.images))]
             + [source | f"StatRejected{i}" >> beam.Map(lambda r: ("rejected", r.reason)) for i, source in enumerate(rejected_sources)]
             + [rows[read.FILES] | "StatFiles" >> beam.Map(lambda summary: ("file", summary))]
         )

@@ -23,20 +23,32 @@ IMAGE_DIGEST_MODULUS = 2**127 - 1  # See `encode.image_digest`.
 class JobStats(beam.CombineFn):
     """All the job's counts in one combine (one stage, not one per count).
 
-    Inputs are ("written", (split, label), image digest), ("rejected", reason) and
-    ("file", summary of a CSV file). The output holds `files`, `written` and `rejected` as
-    `build_metadata` takes them, and the images' digest: the sum of the examples' digests
-    modulo a prime, which no order changes and no repeated image cancels.
+    Inputs are ("written", (split, label), image digest, pair tokens, image facts),
+    ("rejected", reason) and ("file", summary of a CSV file). The output holds `files`,
+    `written` and `rejected` as `build_metadata` takes them; the images' digest: the sum of the
+    examples' digests modulo a prime, which no order changes and no repeated image cancels; and
+    histograms (exact values counted, so they merge exactly): the text pairs' lengths before
+    truncation per split, and the original images' formats and long and short sides.
     """
 
+    HISTOGRAMS = ("pair_tokens", "formats", "long_sides", "short_sides")
+
     def create_accumulator(self):
-        return {"written": collections.Counter(), "rejected": collections.Counter(), "digest": 0, "files": []}
+        accumulator = {"written": collections.Counter(), "rejected": collections.Counter(), "digest": 0, "files": []}
+        accumulator.update({name: collections.Counter() for name in self.HISTOGRAMS})
+        return accumulator
 
     def add_input(self, accumulator, item):
         kind = item[0]
         if kind == "written":
+            (split, _), digest, pair_tokens, images = item[1:]
             accumulator["written"][item[1]] += 1
-            accumulator["digest"] = (accumulator["digest"] + item[2]) % IMAGE_DIGEST_MODULUS
+            accumulator["digest"] = (accumulator["digest"] + digest) % IMAGE_DIGEST_MODULUS
+            accumulator["pair_tokens"][(split, pair_tokens)] += 1
+            for image_format, height, width in images:
+                accumulator["formats"][image_format] += 1
+                accumulator["long_sides"][max(height, width)] += 1
+                accumulator["short_sides"][min(height, width)] += 1
         elif kind == "rejected":
             accumulator["rejected"][item[1]] += 1
         else:
@@ -46,8 +58,8 @@ class JobStats(beam.CombineFn):
     def merge_accumulators(self, accumulators):
         merged = self.create_accumulator()
         for accumulator in accumulators:
-            merged["written"].update(accumulator["written"])
-            merged["rejected"].update(accumulator["rejected"])
+            for name in ("written", "rejected") + self.HISTOGRAMS:
+                merged[name].update(accumulator[name])
             merged["digest"] = (merged["digest"] + accumulator["digest"]) % IMAGE_DIGEST_MODULUS
             merged["files"] += accumulator["files"]
         return merged
@@ -58,6 +70,7 @@ class JobStats(beam.CombineFn):
             "written": sorted(accumulator["written"].items()),
             "rejected": sorted(accumulator["rejected"].items()),
             "image_digest": accumulator["digest"],
+            **{name: sorted(accumulator[name].items()) for name in self.HISTOGRAMS},
         }
 
 
@@ -79,11 +92,52 @@ def csv_fingerprint(files: list[dict]) -> str:
     return hashlib.sha256(listing.encode("utf-8")).hexdigest()
 
 
-def build_metadata(settings: JobSettings, files: list[dict], written: list, rejected: list, image_digest: int) -> dict:
+def _percentile(histogram: dict[int, int], share: float) -> int:
+    """The smallest value with at least `share` of the counts at or below it (0 when empty)."""
+    total, seen = sum(histogram.values()), 0
+    for value in sorted(histogram):
+        seen += histogram[value]
+        if seen >= share * total:
+            return value
+    return 0
+
+
+def _summary(histogram: dict[int, int]) -> dict[str, int]:
+    return {"min": min(histogram, default=0), "p50": _percentile(histogram, 0.5), "p95": _percentile(histogram, 0.95),
+            "p99": _percentile(histogram, 0.99), "max": max(histogram, default=0)}
+
+
+def token_stats(pair_tokens: list, seq_length: int) -> dict:
+    """Per split: the text pairs' token counts before truncation, and how many the sequence cut."""
+    stats = {}
+    for split in features.SPLITS:
+        histogram = {length: count for (name, length), count in pair_tokens if name == split}
+        pairs = sum(histogram.values())
+        cut = sum(count for length, count in histogram.items() if length > seq_length)
+        stats[split] = {"pairs": pairs, **_summary(histogram), "truncated": cut,
+                        "truncated_share": round(cut / pairs, 6) if pairs else 0.0}
+    return stats
+
+
+def image_stats(formats: list, long_sides: list, short_sides: list, image_size: int) -> dict:
+    """The written examples' original images: formats, sides in pixels, and how many were enlarged."""
+    short = dict(short_sides)
+    return {
+        "images": sum(short.values()),
+        "formats": dict(sorted(formats, key=lambda item: (-item[1], item[0]))),
+        "long_side": _summary(dict(long_sides)),
+        "short_side": _summary(short),
+        "short_side_below_image_size": sum(count for side, count in short.items() if side < image_size),
+    }
+
+
+def build_metadata(settings: JobSettings, files: list[dict], written: list, rejected: list, image_digest: int,
+                   histograms: dict | None = None) -> dict:
     """The metadata.json contents from the job's counts (pure function, tested directly).
 
     `files` holds one summary per CSV file read (path, sha256, bytes, rows), `written` the
-    ((split, label), count) pairs, `rejected` the (reason, count) pairs.
+    ((split, label), count) pairs, `rejected` the (reason, count) pairs, `histograms` the
+    (value, count) lists of `JobStats.HISTOGRAMS` (none: no text or image stats).
     """
     counts = {split: {name: 0 for name in features.LABELS} for split in features.SPLITS}
     for (split, label), count in written:
@@ -120,6 +174,11 @@ def build_metadata(settings: JobSettings, files: list[dict], written: list, reje
         "examples_written": examples_written,
         "rows_rejected": sum(rejected_by_reason.values()),
         "rejected_by_reason": rejected_by_reason,
+        **({
+            "pair_tokens": token_stats(histograms["pair_tokens"], settings.shape.seq_length),
+            "original_images": image_stats(histograms["formats"], histograms["long_sides"], histograms["short_sides"],
+                                           settings.shape.image_size),
+        } if histograms is not None else {}),
         "source_fingerprint": {
             "csv_sha256": csv_fingerprint(files),
             "csv_files": sorted(files, key=lambda f: f["path"]),
@@ -131,7 +190,8 @@ def build_metadata(settings: JobSettings, files: list[dict], written: list, reje
 def write_metadata(_, settings: JobSettings, stats: dict, done) -> str:
     """Writes metadata.json from `JobStats`; `done` (the list of data files) makes this wait until they exist."""
     del done
-    metadata = build_metadata(settings, stats["files"], stats["written"], stats["rejected"], stats["image_digest"])
+    metadata = build_metadata(settings, stats["files"], stats["written"], stats["rejected"], stats["image_digest"],
+                              {name: stats[name] for name in JobStats.HISTOGRAMS})
     path = FileSystems.join(settings.out_dir, features.METADATA_FILE)
     temporary = f"{settings.temp_dir}/{features.METADATA_FILE}"
     with FileSystems.create(temporary, mime_type="application/json") as handle:

@@ -127,6 +127,8 @@ def draw_grid(cells: list[PairCell], columns: int = 2, title: str = "") -> Image
                 line_y += LINE_HEIGHT
         line_y = y + TILE + GAP + text_height - LINE_HEIGHT // 2
         for line in cell.caption:
-            draw.text((x, line_y), displayable(line, font), fill=(20, 20, 140), font=font.font)
+            line = displayable(line, font)
+            line = line if len(line) <= WRAP_CHARS else line[: WRAP_CHARS - 1] + "…"  # Never into the next cell.
+            draw.text((x, line_y), line, fill=(20, 20, 140), font=font.font)
             line_y += LINE_HEIGHT
     return canvas

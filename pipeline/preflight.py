@@ -14,14 +14,10 @@ import glob
 import io
 import os
 import shutil
-import urllib.request
 
 from pipeline import features, rows
+from pipeline.cli import UsageError
 from pipeline.settings import DEFAULT_PREPROCESS_HANDLE, TEMP_PREFIX, TokenizerSource
-
-
-class UsageError(Exception):
-    """A bad invocation: reported as one line, before any work."""
 
 
 def is_remote(path: str) -> bool:
@@ -29,16 +25,26 @@ def is_remote(path: str) -> bool:
 
 
 def fetch_csv(url: str, out_dir: str) -> str:
-    """Downloads an https:// CSV into the output folder so every worker can read it."""
+    """Downloads an https:// CSV into the output folder so every worker can read it.
+
+    Through `fetch.fetch` (resume, retries with backoff, one-line errors) into a local
+    temporary file, then copied with Beam's FileSystems, so `--out gs://...` works too.
+    """
+    import tempfile
+
     from apache_beam.io.filesystems import FileSystems
 
+    from pipeline import fetch
+
     target = FileSystems.join(out_dir, "source.csv")
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response, FileSystems.create(target) as handle:
-            while chunk := response.read(1 << 20):
-                handle.write(chunk)
-    except OSError as error:
-        raise UsageError(f"cannot download --csv {url}: {error}") from None
+    with tempfile.TemporaryDirectory(prefix="csv-download-") as scratch:
+        local = os.path.join(scratch, "source.csv")
+        try:
+            fetch.fetch(url, local)
+            with open(local, "rb") as source, FileSystems.create(target) as handle:
+                shutil.copyfileobj(source, handle, 1 << 20)
+        except (fetch.FetchError, OSError) as error:
+            raise UsageError(f"cannot download --csv {url}: {error}") from None
     return target
 
 

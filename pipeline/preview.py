@@ -1,42 +1,24 @@
 """`python -m pipeline.preview SHARDS_DIR --out preview.png`: look at the data before training.
 
 Draws N pairs of one split as stored in the shards (both images, both texts, the label), and
-writes a stats table beside the picture (`preview.md`): pairs per label and split, rejected
-rows by reason, the stored images' size, and the packed pair length in tokens with the share
-of pairs that fill the whole sequence. A pair that fills it was cut or fits exactly: the
-shards keep only the packed tokens, so that share is an upper bound on the truncated share,
-and the number to watch before choosing `--seq-length`.
+writes a stats table beside the picture (`preview.md`): pairs per label and split, the text
+pairs' length in tokens before truncation with the share the sequence length cut (the number
+to watch before choosing `--seq-length`), rejected rows by reason, and the original images'
+formats and sizes, all from metadata.json, which the Beam job counts them into.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 
 import numpy as np
 
-from pipeline import features, logs
+from pipeline import cli, features, logs
 from pipeline.pair_grid import PairCell, draw_grid
 
 SHUFFLE_BUFFER = 1000  # Pairs drawn from: a seeded sample without reading a whole large split.
 STATS_LIMIT = 200_000  # Token stats read at most this many pairs per split.
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"error: {message}\n")
-
-
-def read_metadata(shards_dir: str) -> dict:
-    import tensorflow as tf
-
-    path = os.path.join(shards_dir, features.METADATA_FILE)
-    if not tf.io.gfile.exists(path):
-        raise ValueError(f"{shards_dir} holds no {features.METADATA_FILE}: not a finished shards folder")
-    with tf.io.gfile.GFile(path) as handle:
-        return json.load(handle)
 
 
 def split_records(shards_dir: str, split: str):
@@ -80,27 +62,60 @@ def token_lengths(shards_dir: str, split: str, seq_length: int) -> np.ndarray:
     return np.concatenate(lengths) if lengths else np.zeros([0], np.int64)
 
 
+def _token_columns(metadata: dict, split: str, lengths: np.ndarray | None) -> str:
+    """p50 | p95 | max | share cut: exact from metadata.json, else bounded from the stored masks."""
+    exact = metadata.get("pair_tokens", {}).get(split)
+    if exact is not None:
+        if not exact["pairs"]:
+            return " – | – | – | – |"
+        return f" {exact['p50']} | {exact['p95']} | {exact['max']} | {exact['truncated_share']:.1%} |"
+    if lengths is None or not lengths.size:
+        return " – | – | – | – |"
+    p50, p95 = np.percentile(lengths, [50, 95])
+    return f" {p50:.0f} | {p95:.0f} | {lengths.max()} | ≤ {np.mean(lengths >= metadata['seq_length']):.1%} |"
+
+
+def _image_line(metadata: dict) -> str:
+    size = metadata["image_size"]
+    line = (f"Images stored {size}×{size} px ({metadata.get('image_storage', '?')}), larger than "
+            f"{metadata.get('max_pixels', 0):,} pixels refused.")
+    original = metadata.get("original_images")
+    if original and original["images"]:
+        formats = ", ".join(f"{name} {count / original['images']:.0%}" for name, count in original["formats"].items())
+        long_side, short_side = original["long_side"], original["short_side"]
+        line += (f" Originals ({original['images']:,} images of written pairs): {formats}; long side p50 "
+                 f"{long_side['p50']} px (min {long_side['min']}, max {long_side['max']}); short side p50 "
+                 f"{short_side['p50']} px; {original['short_side_below_image_size']:,} "
+                 f"({original['short_side_below_image_size'] / original['images']:.1%}) have a short side under {size} px "
+                 f"and were enlarged.")
+    return line
+
+
 def stats_table(metadata: dict, lengths: dict[str, np.ndarray]) -> str:
+    """The per-split table and the rejects and images lines of preview.md.
+
+    Token columns come from metadata.json's `pair_tokens` (lengths before truncation, counted
+    by the Beam job) when the shards have them; shards of older versions hold only the packed
+    tokens, so for them `lengths` (real tokens per stored pair) gives an upper bound: a pair
+    that fills the sequence was cut or fits exactly.
+    """
     seq_length = metadata["seq_length"]
-    lines = ["| split | pairs | " + " | ".join(features.LABELS) + " | tokens p50 | p95 | max | "
-             f"share filling all {seq_length} |", "|---|" + "---:|" * (len(features.LABELS) + 5)]
+    exact = "pair_tokens" in metadata
+    lines = ["| split | pairs | " + " | ".join(features.LABELS) + f" | tokens{' before cut' if exact else ''} p50 | p95 | "
+             f"max | {'share cut' if exact else 'share filling all'} at {seq_length} |",
+             "|---|" + "---:|" * (len(features.LABELS) + 5)]
     for split in features.SPLITS:
         counts = metadata["counts"][split]
-        row = f"| {split} | {counts['total']:,} | " + " | ".join(f"{counts[name]:,}" for name in features.LABELS)
-        values = lengths.get(split)
-        if values is not None and values.size:
-            p50, p95 = np.percentile(values, [50, 95])
-            row += f" | {p50:.0f} | {p95:.0f} | {values.max()} | {np.mean(values >= seq_length):.1%} |"
-        else:
-            row += " | – | – | – | – |"
-        lines.append(row)
+        row = f"| {split} | {counts['total']:,} | " + " | ".join(f"{counts[name]:,}" for name in features.LABELS) + " |"
+        lines.append(row + _token_columns(metadata, split, lengths.get(split)))
     rejected = metadata.get("rejected_by_reason", {})
     lines += ["", f"Rows read {metadata.get('rows_read', 0):,}, written {metadata.get('examples_written', 0):,}, "
               f"rejected {metadata.get('rows_rejected', 0):,}" + (": " + ", ".join(
                   f"{reason} {count:,}" for reason, count in sorted(rejected.items())) if rejected else "") + "."]
-    lines.append(f"Images stored {metadata['image_size']}×{metadata['image_size']} px ({metadata.get('image_storage', '?')}), "
-                 f"larger than {metadata.get('max_pixels', 0):,} pixels refused; token shares over the split's first "
-                 f"{STATS_LIMIT:,} pairs at most.")
+    lines.append(_image_line(metadata))
+    if not exact:
+        lines.append(f"These shards predate the token counts in metadata.json: the shares are of pairs filling the "
+                     f"sequence (an upper bound on those cut), over each split's first {STATS_LIMIT:,} pairs at most.")
     return "\n".join(lines) + "\n"
 
 
@@ -120,23 +135,27 @@ def write_png(image, path: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m pipeline.preview", description=__doc__.split("\n")[0])
+    parser = cli.Parser(prog="python -m pipeline.preview", description=__doc__.split("\n")[0])
     parser.add_argument("shards_dir", help="a folder the shards job wrote (local or gs://)")
     parser.add_argument("--out", default="preview.png", help="the picture; the stats go beside it as .md (default: %(default)s)")
     parser.add_argument("--split", choices=features.SPLITS, default="train", help="split drawn (default: %(default)s)")
     parser.add_argument("--label", choices=features.LABELS, help="draw pairs of this label only")
     parser.add_argument("--pairs", type=int, default=8, help="pairs drawn (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="which pairs are drawn (default: %(default)s)")
-    args = parser.parse_args(argv)
-    if args.pairs < 1:
-        parser.error("--pairs must be at least 1")
+    try:
+        args = parser.parse_args(argv)
+        if args.pairs < 1:
+            raise cli.UsageError("--pairs must be at least 1")
+    except cli.UsageError as error:
+        return cli.report(error)
     logs.configure(False)
     logs.import_tensorflow()  # Without its C++ start-up lines.
     try:
-        metadata = read_metadata(args.shards_dir)
+        metadata = features.read_metadata(args.shards_dir)
         cells = sample_pairs(args.shards_dir, args.split, args.pairs, args.label, args.seed)
-        lengths = {split: token_lengths(args.shards_dir, split, metadata["seq_length"])
-                   for split in features.SPLITS if metadata["counts"][split]["total"]}
+        lengths = {} if "pair_tokens" in metadata else {  # Older shards: bounded from the stored masks.
+            split: token_lengths(args.shards_dir, split, metadata["seq_length"])
+            for split in features.SPLITS if metadata["counts"][split]["total"]}
         title = f"{args.shards_dir}: {len(cells)} {args.label or ''} pairs of {args.split}".replace("  ", " ")
         image = draw_grid(cells, title=title)
         table = stats_table(metadata, lengths)
@@ -145,9 +164,8 @@ def main(argv: list[str] | None = None) -> int:
 
         with tf.io.gfile.GFile(os.path.splitext(args.out)[0] + ".md", "w") as handle:
             handle.write(table)
-    except (ValueError, OSError) as error:  # tf.errors.OpError: see below.
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError) as error:
+        return cli.report(error)
     print(table, end="")
     print(f"wrote {args.out} ({len(cells)} pairs) and {os.path.splitext(args.out)[0]}.md")
     return 0

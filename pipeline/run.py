@@ -35,7 +35,7 @@ import traceback
 import uuid
 
 from pipeline import features, logs, preflight
-from pipeline.preflight import UsageError
+from pipeline.cli import Parser, UsageError
 from pipeline.settings import DEFAULT_MAX_PIXELS, DEFAULT_PREPROCESS_HANDLE, JobSettings
 
 
@@ -43,13 +43,8 @@ class JobFailed(Exception):
     """The Beam job itself failed; the output folder holds no metadata.json."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # One `error:` line (from main), not argparse's usage block.
-        raise UsageError(message)
-
-
 def define_flags() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="python -m pipeline.run",
         description="Tweet-pair CSV + images → TFRecord shards (Apache Beam). "
         "Flags of Beam's PipelineOptions (--runner, --direct_num_workers, --project, ...) go to Beam.",
@@ -116,6 +111,12 @@ def summary(metadata: dict, seconds: float) -> str:
     )
     for reason, count in metadata["rejected_by_reason"].items():
         lines.append(f"  rejected {reason}: {count}")
+    tokens = metadata.get("pair_tokens", {})
+    cut = sum(stats["truncated"] for stats in tokens.values())
+    pairs = sum(stats["pairs"] for stats in tokens.values())
+    if pairs:
+        lines.append(f"text pairs cut at --seq-length {metadata['seq_length']}: {cut} of {pairs} ({cut / pairs:.1%}); "
+                     f"95% of train pairs have at most {tokens['train']['p95']} tokens (pipeline.preview shows more)")
     rate = metadata["rows_read"] / seconds if seconds > 0 else float("nan")
     files = len(metadata["source_fingerprint"]["csv_files"])
     lines.append(f"{metadata['rows_read']} rows from {files} CSV file{'s' * (files != 1)} in {seconds:.1f}s ({rate:.1f} rows/s)")

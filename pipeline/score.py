@@ -27,13 +27,13 @@ import sys
 import time
 
 from pipeline import logs, preflight, rows
-from pipeline.preflight import UsageError
-from pipeline.run import _Parser, job_failed
+from pipeline.cli import Parser, UsageError
+from pipeline.run import job_failed
 from pipeline.settings import DEFAULT_MAX_PIXELS
 
 
 def define_flags():
-    parser = _Parser(
+    parser = Parser(
         prog="python -m pipeline.score",
         description="Score tweet pairs (CSV + images) with an exported model (Apache Beam RunInference). "
         "Flags of Beam's PipelineOptions (--runner, --direct_num_workers, --project, ...) go to Beam.",

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from model import export, multimodal
-from pipeline import features, rows
+from pipeline import bert_inputs, features, rows
 from trainer import reader
 from tests.conftest import IMAGE_SIZE, SEQ_LENGTH
 
@@ -15,15 +15,23 @@ SHAPE = features.Shape(IMAGE_SIZE, SEQ_LENGTH)
 
 
 @pytest.fixture(scope="module")
-def exported(tiny_bert, tmp_path_factory):
+def export_paths(tiny_bert, tmp_path_factory):
+    """One untrained model exported with each tokenizer's ops: (model, {ops: path})."""
     import keras
 
     keras.utils.set_random_seed(0)  # The storage gap depends on the weights: no luck of the test order.
     config = multimodal.ModelConfig(text_encoder=tiny_bert, image_encoder="tiny", image_weights="none",
                                     projection_dims=16, image_size=IMAGE_SIZE, seq_length=SEQ_LENGTH)
     model = multimodal.create_model(config)
-    path = export.export(model, str(tmp_path_factory.mktemp("export") / "serving"), tiny_bert, IMAGE_SIZE, SEQ_LENGTH)
-    return model, export.ServingModule(model, export.tokenizer_for(tiny_bert, SEQ_LENGTH), IMAGE_SIZE), export.load(path)
+    folder = tmp_path_factory.mktemp("export")
+    return model, {ops: export.export(model, str(folder / ops), tiny_bert, IMAGE_SIZE, SEQ_LENGTH, tokenizer_ops=ops)
+                   for ops in bert_inputs.TOKENIZER_OPS}
+
+
+@pytest.fixture(scope="module")
+def exported(export_paths, tiny_bert):
+    model, paths = export_paths
+    return model, export.ServingModule(model, export.tokenizer_for(tiny_bert, SEQ_LENGTH), IMAGE_SIZE), export.load(paths["fast"])
 
 
 def raw_pairs(dataset, count=8):
@@ -152,21 +160,18 @@ HARD_TEXTS = [
 
 
 @pytest.mark.parametrize("ops", ["fast", "classic"])
-def test_export_needs_only_the_listed_tf_text_ops(exported, tiny_bert, tmp_path, ops):
+def test_export_needs_only_the_listed_tf_text_ops(export_paths, ops):
     import subprocess
     import sys
 
-    model, _, _ = exported
-    path = export.export(model, str(tmp_path / "serving"), tiny_bert, IMAGE_SIZE, SEQ_LENGTH, tokenizer_ops=ops)
+    path = export_paths[1][ops]
     result = subprocess.run([sys.executable, "-m", "model.export", "--ops", path], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == TF_TEXT_OPS[ops]
 
 
-def test_classic_tokenizer_export_equals_the_default(exported, tiny_bert, dataset, tmp_path):
+def test_classic_tokenizer_export_equals_the_default(exported, export_paths, dataset):
     """The classic-ops export gives the default export's tokens and probabilities."""
-    from pipeline import bert_inputs
-
     vocab = bert_inputs.read_vocab(str(dataset["vocab"]))
     texts = [r["text_1"] for r in dataset["good_rows"]] + [r["text_2"] for r in dataset["good_rows"]] + HARD_TEXTS
     firsts, seconds = tf.constant(texts), tf.constant(texts[::-1])
@@ -177,9 +182,8 @@ def test_classic_tokenizer_export_equals_the_default(exported, tiny_bert, datase
             np.testing.assert_array_equal(fast[key].numpy(), classic[key].numpy())
     assert fast["input_mask"].numpy().all(axis=1).any()  # Some pairs were cut to the length.
 
-    model, _, serve = exported
-    classic_serve = export.load(export.export(model, str(tmp_path / "classic"), tiny_bert, IMAGE_SIZE, SEQ_LENGTH,
-                                              tokenizer_ops="classic"))
+    _, _, serve = exported
+    classic_serve = export.load(export_paths[1]["classic"])
     _, _, (image_1, image_2) = raw_pairs(dataset, count=len(HARD_TEXTS))
     pair = dict(text_1=tf.constant(HARD_TEXTS), text_2=tf.constant(HARD_TEXTS[::-1]), image_1=image_1, image_2=image_2)
     default, classic = serve(**pair), classic_serve(**pair)

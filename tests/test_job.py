@@ -53,6 +53,36 @@ def test_counts_reconcile_and_files_are_named_per_split(shards):
     assert metadata["vocab_fingerprint"].startswith("sha256:") and metadata["source_fingerprint"]["csv_sha256"]
 
 
+def test_metadata_counts_the_pairs_cut_and_the_original_images(shards, dataset):
+    """Token counts before truncation and the original images' formats and sizes, recounted
+    here from the written pairs' own texts and image files."""
+    from PIL import Image
+
+    out, metadata = shards
+    vocab = bert_inputs.read_vocab(str(dataset["vocab"]))
+    uncut = bert_inputs.PairTokenizer(vocab, lowercase=True, seq_length=512)
+    records = {record.ids: record for record in (rows.parse_row(i, row) for i, row in enumerate(dataset["good_rows"], 1))}
+    formats, long_sides, short_sides, cut = Counter(), Counter(), Counter(), 0
+    for split, examples in read_all(out).items():
+        texts = [[e[key].numpy().decode() for e in examples] for key in features.TEXT_KEYS]
+        lengths = uncut(tf.constant(texts[0]), tf.constant(texts[1]))["input_mask"].numpy().sum(axis=1)
+        stats = metadata["pair_tokens"][split]
+        assert stats["pairs"] == len(examples) and stats["max"] == lengths.max() and stats["min"] == lengths.min()
+        assert stats["truncated"] == int((lengths > SEQ_LENGTH).sum())
+        cut += stats["truncated"]
+        for example in examples:
+            for name in records[(example["id_1"].numpy().decode(), example["id_2"].numpy().decode())].image_files:
+                with Image.open(dataset["images"] / name) as image:
+                    formats[image.format.lower()] += 1
+                    long_sides[max(image.size)] += 1
+                    short_sides[min(image.size)] += 1
+    assert cut > 0  # The fixture has pairs longer than the sequence.
+    stored = metadata["original_images"]
+    assert stored["images"] == 2 * GOOD_PAIRS and stored["formats"] == dict(formats)
+    assert (stored["long_side"]["max"], stored["short_side"]["min"]) == (max(long_sides), min(short_sides))
+    assert stored["short_side_below_image_size"] == sum(n for side, n in short_sides.items() if side < IMAGE_SIZE)
+
+
 def test_every_bad_row_is_rejected_with_its_reason(shards, dataset):
     out, metadata = shards
     with open(os.path.join(out, "rejected.jsonl"), encoding="utf-8") as handle:
@@ -113,7 +143,7 @@ def test_preprocess_handle_writes_the_same_examples_as_the_vocabulary(shards, da
     from_hub = run.run(args)
     assert from_hub["vocab_fingerprint"] == metadata["vocab_fingerprint"]
     assert from_hub["tokenizer"] == {"hub_handle": hub_preprocessor}
-    assert from_hub["counts"] == metadata["counts"]
+    assert from_hub["counts"] == metadata["counts"] and from_hub["pair_tokens"] == metadata["pair_tokens"]
     for split in features.SPLITS:
         expected = {(e["id_1"].numpy(), e["id_2"].numpy()): e for e in read_split(out, split)}
         for example in read_split(tmp_path / "hub", split):
@@ -198,7 +228,7 @@ def test_same_examples_in_the_same_files_with_two_worker_processes(shards, datas
     first, second = content(out), content(again)
     assert sum(len(first[name]) for name in first if name.endswith(features.SHARD_SUFFIX)) == GOOD_PAIRS
     assert first == second
-    for key in ("counts", "rejected_by_reason", "source_fingerprint"):
+    for key in ("counts", "rejected_by_reason", "source_fingerprint", "pair_tokens", "original_images"):
         assert second_metadata[key] == metadata[key]
     assert sorted(os.listdir(again)) == sorted(os.listdir(out))  # No temporary folder left.
 

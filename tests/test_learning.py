@@ -13,7 +13,10 @@ The claim is about the model's fusion, so the test takes the luck out of everyth
   determinism, so a run gives the same scores every time on the same machine.
 - The test split is a quarter of the pairs (500), so the scores carry little sampling noise.
 
-Two seeds per model, 32 px images: about a minute and a half on 2 cores.
+One seed per model (the worst of the 4 seeds above still clears the margins asserted below),
+32 px images: about a minute on 2 cores. (Frozen encoders with only the heads trained, as the
+demo does, were tried to make it faster: over 4 seeds multimodal scored 0.60-0.71 against
+text-only's 0.53-0.56, too close a margin to test, and the heads' epochs saved little.)
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pipeline import features, run, synthetic
 from trainer import evaluation, reader, split_eval
 
 IMAGE_SIZE, SEQ_LENGTH, EPOCHS = 32, 24, 30
-SEEDS = (0, 1)
+SEEDS = (0,)
 
 
 @pytest.fixture(scope="module")

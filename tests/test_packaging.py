@@ -51,7 +51,7 @@ def test_each_role_installs_only_what_it_needs(monkeypatch):
 
 
 @pytest.mark.parametrize("blocked, modules", [
-    ("apache_beam", "trainer.task trainer.split_eval trainer.callbacks trainer.vertex_job model.export model.predict"),
+    ("apache_beam", "trainer.task trainer.split_eval trainer.callbacks trainer.vertex_job model.export model.predict trainer.errors pipeline.preview"),
     ("matplotlib", "pipeline.run pipeline.job model.export"),
 ])
 def test_each_role_imports_without_the_other_roles_libraries(blocked, modules):

@@ -27,7 +27,7 @@ def _colour(pair: int, side: int) -> tuple[int, int, int]:
     return (level, 0, 0) if side == 1 else (0, 0, level)
 
 
-def _write_shards(folder, pairs: int) -> None:
+def _write_shards(folder, pairs: int, **extra_metadata) -> None:
     import tensorflow as tf
 
     shape = features.Shape(SIZE, SEQ_LENGTH)
@@ -44,7 +44,7 @@ def _write_shards(folder, pairs: int) -> None:
             counts["train"][features.LABELS[label]] += 1
     metadata = {"image_size": SIZE, "seq_length": SEQ_LENGTH, "counts": counts, "rows_read": pairs + 1,
                 "examples_written": pairs, "rows_rejected": 1, "rejected_by_reason": {"missing_image": 1},
-                "image_storage": "jpeg q95", "max_pixels": 1000}
+                "image_storage": "jpeg q95", "max_pixels": 1000, **extra_metadata}
     (folder / features.METADATA_FILE).write_text(json.dumps(metadata))
 
 
@@ -76,10 +76,28 @@ def test_the_command_filters_by_label_and_writes_the_stats(tmp_path, capsys):
     assert "(2 pairs)" in capsys.readouterr().out  # Pairs 1 and 4 are Implies.
     assert Image.open(out).size[0] > 2 * pair_grid.TILE
     stats = (tmp_path / "pictures" / "preview.md").read_text()
-    assert "| train | 7 | 3 | 2 | 2 | 5 | 5 | 5 | 0.0% |" in stats  # 5 of 8 tokens in every pair.
-    assert "missing_image 1" in stats
+    assert "| train | 7 | 3 | 2 | 2 | 5 | 5 | 5 | ≤ 0.0% |" in stats  # 5 of 8 tokens in every stored pair.
+    assert "missing_image 1" in stats and "predate the token counts" in stats
     assert preview.main([str(tmp_path / "nowhere"), "--out", str(out)]) == 2
     assert capsys.readouterr().err.strip().startswith("error: ")
+
+
+def test_the_stats_say_the_exact_share_cut_and_the_original_images(tmp_path, capsys):
+    """Shards with metadata.json's counts: the table reads them instead of the stored masks."""
+    pair_tokens = {split: {"pairs": 0, "min": 0, "p50": 0, "p95": 0, "p99": 0, "max": 0, "truncated": 0,
+                           "truncated_share": 0.0} for split in features.SPLITS}
+    pair_tokens["train"] = {"pairs": 7, "min": 5, "p50": 9, "p95": 14, "p99": 14, "max": 14, "truncated": 3,
+                            "truncated_share": 3 / 7}
+    original = {"images": 14, "formats": {"jpeg": 10, "png": 4}, "short_side_below_image_size": 2,
+                "long_side": {"min": 10, "p50": 640, "p95": 1900, "p99": 2000, "max": 2048},
+                "short_side": {"min": 8, "p50": 480, "p95": 1200, "p99": 1500, "max": 1536}}
+    _write_shards(tmp_path, 7, pair_tokens=pair_tokens, original_images=original)
+    assert preview.main([str(tmp_path), "--out", str(tmp_path / "p.png")]) == 0
+    stats = (tmp_path / "p.md").read_text()
+    assert "share cut at 8" in stats and "| train | 7 | 3 | 2 | 2 | 9 | 14 | 14 | 42.9% |" in stats
+    assert "| val | 0 | 0 | 0 | 0 | – | – | – | – |" in stats
+    assert "jpeg 71%, png 29%" in stats and "long side p50 640 px (min 10, max 2048)" in stats
+    assert "2 (14.3%) have a short side under 16 px" in stats and "predate" not in stats
 
 
 @pytest.mark.parametrize("font", ["system", "builtin"])

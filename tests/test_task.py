@@ -73,6 +73,31 @@ def test_training_writes_every_artifact_through_gfile(shards, dataset, tiny_bert
     printed = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()[-3:]]
     assert [p["true_label"] for p in printed] == [row["label"] for row in dataset["good_rows"][:3]]
 
+    # The errors grid: the export rescores the test shards and finds the trainer's misses, no more.
+    from trainer import errors
+
+    assert errors.main([job, "--pairs", "3"]) == 0
+    assert "the export scores as training did" in capsys.readouterr().out
+    listed = [json.loads(line) for line in read("errors.jsonl").decode().splitlines()]
+    matrix = np.array(written["test"]["confusion_matrix"])
+    assert len(listed) == matrix.sum() - np.trace(matrix)
+    confidences = [record["confidence"] for record in listed]
+    assert confidences == sorted(confidences, reverse=True)
+    truth = {tuple(ids): features.LABELS[label] for ids, label in _test_labels(out)}
+    for record in listed:  # Each miss keeps its own pair's label.
+        assert record["true_label"] == truth[tuple(record["ids"])] != record["predicted"]
+    assert read("errors.png")[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _test_labels(shards_dir):
+    """(ids, label) of every test pair, read straight from the shards."""
+    import tensorflow as tf
+
+    for serialized in tf.data.TFRecordDataset(reader.shard_files(str(shards_dir), "test"), compression_type="GZIP"):
+        example = tf.train.Example.FromString(serialized.numpy()).features.feature
+        yield (tuple(example[key].bytes_list.value[0].decode() for key in features.ID_KEYS),
+               example["label"].int64_list.value[0])
+
 
 def test_shard_settings_are_defaults_and_a_mismatch_is_one_error_line(shards, tiny_bert, tmp_path):
     import subprocess

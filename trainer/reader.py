@@ -9,7 +9,6 @@ its own subset of files.
 
 from __future__ import annotations
 
-import json
 import os
 
 import tensorflow as tf
@@ -23,12 +22,7 @@ class MetadataMismatch(ValueError):
     """Shards were written for another image size, sequence length or vocabulary."""
 
 
-def read_metadata(data_dir: str) -> dict:
-    path = os.path.join(data_dir, features.METADATA_FILE)
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"{path} not found: is {data_dir} the --out folder of `make shards`?")
-    with tf.io.gfile.GFile(path, "r") as handle:
-        return json.load(handle)
+read_metadata = features.read_metadata  # The one reader of metadata.json (the preview uses it too).
 
 
 def check_metadata(metadata: dict, shape: features.Shape, vocab_fingerprint: str | None) -> None:
