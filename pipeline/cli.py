@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Callable
 
 USAGE_STATUS = 2
 
@@ -29,3 +30,20 @@ def report(error: BaseException, status: int = USAGE_STATUS) -> int:
     text = str(error).splitlines()[0] if str(error) else type(error).__name__
     print(f"error: {text}", file=sys.stderr)
     return status
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None,
+          check: Callable[[argparse.Namespace], str | None] = lambda args: None) -> argparse.Namespace | int:
+    """The parsed flags, or, after reporting a bad invocation, the exit status to return.
+
+    `check` returns what is wrong with the parsed flags (None or "" when nothing is):
+    `args = cli.parse(...)`, then `if isinstance(args, int): return args`.
+    """
+    try:
+        args = parser.parse_args(argv)
+        problem = check(args)
+        if problem:
+            raise UsageError(problem)
+    except UsageError as error:
+        return report(error)
+    return args

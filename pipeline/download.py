@@ -152,12 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds without data before a retry (default: %(default)s)")
     parser.add_argument("--max-member-mb", type=int, default=untar.DEFAULT_MAX_MEMBER_BYTES // 2**20,
                         help="refuse archive members larger than this (default: %(default)s)")
-    try:
-        args = parser.parse_args(argv)
-        if args.retries < 0 or args.backoff < 0 or args.timeout <= 0 or args.max_member_mb < 1:
-            raise cli.UsageError("--retries and --backoff must not be negative; --timeout and --max-member-mb must be positive")
-    except cli.UsageError as error:
-        return cli.report(error)
+    args = cli.parse(parser, argv, lambda args: (
+        "--retries and --backoff must not be negative; --timeout and --max-member-mb must be positive"
+        if args.retries < 0 or args.backoff < 0 or args.timeout <= 0 or args.max_member_mb < 1 else None))
+    if isinstance(args, int):
+        return args
     try:
         run(args)
     except (fetch.FetchError, untar.UnsafeArchive, OSError) as error:

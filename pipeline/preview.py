@@ -142,12 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", choices=features.LABELS, help="draw pairs of this label only")
     parser.add_argument("--pairs", type=int, default=8, help="pairs drawn (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="which pairs are drawn (default: %(default)s)")
-    try:
-        args = parser.parse_args(argv)
-        if args.pairs < 1:
-            raise cli.UsageError("--pairs must be at least 1")
-    except cli.UsageError as error:
-        return cli.report(error)
+    args = cli.parse(parser, argv, lambda args: "--pairs must be at least 1" if args.pairs < 1 else None)
+    if isinstance(args, int):
+        return args
     logs.configure(False)
     logs.import_tensorflow()  # Without its C++ start-up lines.
     try:

@@ -126,12 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", help="the shards (default: the job's --data-dir, from its config.json)")
     parser.add_argument("--model", help="the serving model (default: the job's model/serving)")
     parser.add_argument("--out", help="the picture (default: JOB_DIR/errors.png; errors.jsonl goes beside it)")
-    try:
-        args = parser.parse_args(argv)
-        if args.pairs < 0:
-            raise cli.UsageError("--pairs must be 0 or more")
-    except cli.UsageError as error:
-        return cli.report(error)
+    args = cli.parse(parser, argv, lambda args: "--pairs must be 0 or more" if args.pairs < 0 else None)
+    if isinstance(args, int):
+        return args
     logs.configure(False)
     tf = logs.import_tensorflow()
     from model import export
