@@ -61,11 +61,12 @@ def read_job(job_dir: str) -> dict:
         return json.load(handle)
 
 
-def find_misses(serve, records, keep: int) -> tuple[int, list[Miss], list[dict]]:
+def find_misses(serve, records, keep: int, progress=None) -> tuple[int, list[Miss], list[dict]]:
     """(pairs scored, the `keep` most confident misses, every miss's record), both most confident first.
 
     `records` yields batches of parsed shard examples (numpy dicts). Only `keep` pairs hold
-    their images, in a heap, so a split of any size fits in memory.
+    their images, in a heap, so a split of any size fits in memory. `progress` (a
+    `pipeline.progress.Progress`) hears of every batch scored.
     """
     import tensorflow as tf
 
@@ -89,6 +90,8 @@ def find_misses(serve, records, keep: int) -> tuple[int, list[Miss], list[dict]]
             elif keep:
                 heapq.heappushpop(heap, entry)
         scored += len(predicted)
+        if progress is not None:
+            progress.tick(len(predicted))
     everything.sort(key=lambda record: -record["confidence"])
     return scored, [miss for _, _, miss in sorted(heap, key=lambda entry: (-entry[0], entry[1]))], everything
 
@@ -109,7 +112,7 @@ def skew_note(metrics: dict | None, split: str, misses: int) -> str:
     """What metrics.json says of the same split's errors, and whether it agrees."""
     report = (metrics or {}).get(split)
     if not report:
-        return f"metrics.json has no {split} split to compare with"
+        return f"no trainer count of these {split} pairs to compare with (metrics.json of the same shards)"
     matrix = report["confusion_matrix"]
     expected = sum(sum(row) for row in matrix) - sum(matrix[i][i] for i in range(len(matrix)))
     if expected == misses:
@@ -133,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     tf = logs.import_tensorflow()
     from model import export
     from pipeline.preview import write_png
+    from pipeline.progress import Progress
 
     try:
         job = read_job(args.job_dir)
@@ -143,8 +147,11 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"{model_dir} holds no saved_model.pb (the job exports it last; did it finish?)")
         metrics_path = os.path.join(args.job_dir, "metrics.json")
         metrics = json.loads(tf.io.gfile.GFile(metrics_path).read()) if tf.io.gfile.exists(metrics_path) else None
+        if data_dir != job["train"]["data_dir"]:
+            metrics = None  # The trainer counted other shards' errors: nothing to compare with.
         serve = export.load(model_dir)
-        scored, misses, records = find_misses(serve, split_batches(data_dir, args.split), args.pairs)
+        scored, misses, records = find_misses(serve, split_batches(data_dir, args.split), args.pairs,
+                                              Progress("trainer.errors: pairs scored"))
         out = args.out or os.path.join(args.job_dir, "errors.png")
         title = f"{len(records)} of {scored} {args.split} pairs misclassified" + (
             f"; the {len(misses)} most confident first" if misses else "")
