@@ -154,15 +154,15 @@ class PreprocessFn(beam.DoFn):
             digest = sum(image_digest(data) for data in datas) % IMAGE_DIGEST_MODULUS
             try:
                 results = [value.numpy() for value in self._store_pair(self._tf.constant(datas))]
+                for value, name in zip(results[1], record.image_files):
+                    self._files.check_status(int(value), name)
             except self._tf.errors.InvalidArgumentError:  # Find which image the codec refused.
                 singles = []
                 for data, name in zip(datas, record.image_files):
                     singles.append([value.numpy() for value in self._store_one(data, name)])
                     self._files.check_status(int(singles[-1][1]), name)
                 results = [[single[field] for single in singles] for field in range(4)]
-            stored, status, formats, dimensions = results
-            for value, name in zip(status, record.image_files):
-                self._files.check_status(int(value), name)
+            stored, _, formats, dimensions = results
             facts = tuple((fmt.decode(), int(height), int(width)) for fmt, (height, width) in zip(formats, dimensions))
             return list(stored), digest, facts
         except rows.RowError as error:

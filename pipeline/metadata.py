@@ -132,12 +132,12 @@ def image_stats(formats: list, long_sides: list, short_sides: list, image_size: 
 
 
 def build_metadata(settings: JobSettings, files: list[dict], written: list, rejected: list, image_digest: int,
-                   histograms: dict | None = None) -> dict:
+                   histograms: dict) -> dict:
     """The metadata.json contents from the job's counts (pure function, tested directly).
 
     `files` holds one summary per CSV file read (path, sha256, bytes, rows), `written` the
     ((split, label), count) pairs, `rejected` the (reason, count) pairs, `histograms` the
-    (value, count) lists of `JobStats.HISTOGRAMS` (none: no text or image stats).
+    (value, count) lists of `JobStats.HISTOGRAMS`.
     """
     counts = {split: {name: 0 for name in features.LABELS} for split in features.SPLITS}
     for (split, label), count in written:
@@ -174,11 +174,9 @@ def build_metadata(settings: JobSettings, files: list[dict], written: list, reje
         "examples_written": examples_written,
         "rows_rejected": sum(rejected_by_reason.values()),
         "rejected_by_reason": rejected_by_reason,
-        **({
-            "pair_tokens": token_stats(histograms["pair_tokens"], settings.shape.seq_length),
-            "original_images": image_stats(histograms["formats"], histograms["long_sides"], histograms["short_sides"],
-                                           settings.shape.image_size),
-        } if histograms is not None else {}),
+        "pair_tokens": token_stats(histograms["pair_tokens"], settings.shape.seq_length),
+        "original_images": image_stats(histograms["formats"], histograms["long_sides"], histograms["short_sides"],
+                                       settings.shape.image_size),
         "source_fingerprint": {
             "csv_sha256": csv_fingerprint(files),
             "csv_files": sorted(files, key=lambda f: f["path"]),
