@@ -152,3 +152,16 @@ def read_metadata(data_dir: str) -> dict:
         raise FileNotFoundError(f"{path} not found: is {data_dir} the --out folder of `make shards` (and did it finish)?")
     with tf.io.gfile.GFile(path, "r") as handle:
         return json.load(handle)
+
+
+def shard_files(data_dir: str, split: str) -> list[str]:
+    """The split's shard files, sorted (local or gs://); FileNotFoundError if there are none."""
+    import os
+
+    import tensorflow as tf
+
+    pattern = os.path.join(data_dir, f"{split}-*-of-*{SHARD_SUFFIX}")
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"no {split} shards match {pattern}")
+    return files

@@ -22,13 +22,10 @@ STATS_LIMIT = 200_000  # Token stats read at most this many pairs per split.
 
 
 def split_records(shards_dir: str, split: str):
-    """The split's serialized examples (tf.data), or a ValueError naming what is missing."""
+    """The split's serialized examples (tf.data), or a FileNotFoundError naming what is missing."""
     import tensorflow as tf
 
-    files = sorted(tf.io.gfile.glob(os.path.join(shards_dir, f"{split}-*{features.SHARD_SUFFIX}")))
-    if not files:
-        raise ValueError(f"{shards_dir} has no {split} shards")
-    return tf.data.TFRecordDataset(files, compression_type=features.COMPRESSION)
+    return tf.data.TFRecordDataset(features.shard_files(shards_dir, split), compression_type=features.COMPRESSION)
 
 
 def sample_pairs(shards_dir: str, split: str, count: int, label: str | None = None, seed: int = 0) -> list[PairCell]:

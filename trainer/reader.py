@@ -9,8 +9,6 @@ its own subset of files.
 
 from __future__ import annotations
 
-import os
-
 import tensorflow as tf
 
 from pipeline import features
@@ -22,7 +20,7 @@ class MetadataMismatch(ValueError):
     """Shards were written for another image size, sequence length or vocabulary."""
 
 
-read_metadata = features.read_metadata  # The one reader of metadata.json (the preview uses it too).
+read_metadata = features.read_metadata  # The one reader of metadata.json (the preview's too).
 
 
 def check_metadata(metadata: dict, shape: features.Shape, vocab_fingerprint: str | None) -> None:
@@ -43,12 +41,7 @@ def check_metadata(metadata: dict, shape: features.Shape, vocab_fingerprint: str
         )
 
 
-def shard_files(data_dir: str, split: str) -> list[str]:
-    pattern = os.path.join(data_dir, f"{split}-*-of-*{features.SHARD_SUFFIX}")
-    files = sorted(tf.io.gfile.glob(pattern))
-    if not files:
-        raise FileNotFoundError(f"no {split} shards match {pattern}")
-    return files
+shard_files = features.shard_files  # One listing of a split's files (the preview's too).
 
 
 def to_model_inputs(parsed: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
