@@ -70,13 +70,12 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     from model import export
-    from pipeline import features
+    from pipeline import cli, features
 
     try:
         pairs = pairs_from_args(args)
     except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return cli.report(error)
     serve = export.load(args.model)
     for pair in pairs:
         outputs = serve(text_1=tf.constant(pair["texts"][:1]), text_2=tf.constant(pair["texts"][1:]),

@@ -34,7 +34,7 @@ import time
 import traceback
 import uuid
 
-from pipeline import features, logs, preflight
+from pipeline import cli, features, logs, preflight
 from pipeline.cli import Parser, UsageError
 from pipeline.settings import DEFAULT_MAX_PIXELS, DEFAULT_PREPROCESS_HANDLE, JobSettings
 
@@ -203,8 +203,7 @@ def command_main(run_job, argv: list[str] | None, completion_file: str, accounte
     try:
         result = run_job(argv)
     except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return cli.report(error)
     except JobFailed as error:
         print(f"error: the job failed, and wrote no {completion_file}: {error}", file=sys.stderr)
         return 1

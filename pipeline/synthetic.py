@@ -38,6 +38,7 @@ import time
 import numpy as np
 from PIL import Image, ImageDraw
 
+from pipeline import cli
 from pipeline.features import LABELS
 
 TOPICS = (
@@ -296,8 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         counts = generate(args.out, args.pairs, args.seed, tuple(args.ratios), args.min_side, args.max_side,
                           kinds=tuple(args.formats) if args.formats else None, texture=args.texture)
     except (ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return cli.report(error)
     print(f"wrote {args.pairs} pairs to {args.out} in {time.monotonic() - started:.1f}s: {counts}")
     return 0
 

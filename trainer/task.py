@@ -20,7 +20,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ errors too; real failures raise in Python.
 
-from pipeline import __version__, logs  # noqa: E402
+from pipeline import __version__, cli, logs  # noqa: E402
 
 logs.import_tensorflow()  # Without TF's C++ start-up lines (oneDNN, CUDA, CPU features).
 from model.multimodal import ModelConfig  # noqa: E402  Imports Keras, and so TensorFlow.
@@ -273,5 +273,4 @@ if __name__ == "__main__":
     try:
         main()
     except (ValueError, FileNotFoundError) as error:
-        print(f"error: {str(error).splitlines()[0] if str(error) else type(error).__name__}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(cli.report(error))

@@ -21,6 +21,8 @@ import argparse
 import json
 import sys
 
+from pipeline import cli
+
 
 def worker_pool(image: str, args: list[str], machine_type: str, accelerator_type: str, accelerator_count: int,
                 replicas: int) -> dict:
@@ -72,8 +74,7 @@ def main(argv=None) -> int:
         spec = job_spec(options.image, options.base_output_dir, trainer_args, options.workers, options.machine_type,
                         options.accelerator_type, options.accelerator_count)
     except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return cli.report(error)
     text = json.dumps(spec, indent=2)
     if options.out:
         import tensorflow as tf  # Only here: printing the spec needs no TensorFlow start-up.
