@@ -13,7 +13,7 @@ SEQ_LENGTH ?= 32
 EPOCHS ?= 100
 BEAM_ARGS ?=
 
-# Google Cloud: the two jobs a user submits (see the README's Dataflow and Vertex AI sections).
+# Google Cloud: the two jobs a user submits (docs/google-cloud.md).
 PROJECT ?=
 REGION ?= us-central1
 BUCKET ?=
@@ -32,7 +32,7 @@ ACCELERATOR_COUNT ?= 1
 TRAIN_ARGS ?=
 DRY_RUN ?=
 VERTEX_SPEC ?= build/vertex_job.json
-need = @test -n "$($(1))" || { echo "error: set $(1)=... (see the README)" >&2; exit 2; }
+need = @test -n "$($(1))" || { echo "error: set $(1)=... (see docs/google-cloud.md)" >&2; exit 2; }
 
 .PHONY: install data real-data shards encoders train demo preview errors score test bench bench-encoders clean images dataflow-shards vertex-train
 
@@ -61,7 +61,7 @@ real-data: install
 ENCODER ?= data/encoders/minilm
 
 shards: data encoders
-	$(PYTHON) -m pipeline.run --csv $(DATA)/tweets.csv --images $(DATA)/images \
+	$(PYTHON) -m pipeline.shards --csv $(DATA)/tweets.csv --images $(DATA)/images \
 		--text-encoder $(ENCODER) --out $(SHARDS) --overwrite \
 		--image-size $(IMAGE_SIZE) --seq-length $(SEQ_LENGTH) $(BEAM_ARGS)
 
@@ -82,11 +82,11 @@ train: shards encoders
 demo: train
 	$(PYTHON) -m model.predict --model out/demo/model/serving --csv $(DATA)/tweets.csv --images $(DATA)/images --rows 5
 	$(PYTHON) -m pipeline.preview $(SHARDS) --out out/demo/preview.png
-	$(PYTHON) -m trainer.errors out/demo
+	$(PYTHON) -m trainer.error_analysis out/demo
 
 # The misclassified test pairs of the demo's model, most confident first: out/demo/errors.png/.jsonl.
 errors: train
-	$(PYTHON) -m trainer.errors out/demo
+	$(PYTHON) -m trainer.error_analysis out/demo
 
 # A grid of pairs from the shards, and their stats (labels, token lengths, rejects): preview.png/.md.
 preview: shards
@@ -101,15 +101,15 @@ test: install
 	$(PYTHON) -m pytest -q tests
 
 bench: install train
-	$(PYTHON) -m benchmarks.preprocessing --out benchmarks/results.md
-	$(PYTHON) -m benchmarks.memory --out benchmarks/memory.md
-	$(PYTHON) -m benchmarks.training --out benchmarks/training.md
-	$(PYTHON) -m benchmarks.embedding_cache --out benchmarks/embedding_cache.md
-	$(PYTHON) -m benchmarks.scoring --out benchmarks/scoring.md
+	$(PYTHON) -m benchmarks.preprocessing --out docs/benchmarks/preprocessing.md
+	$(PYTHON) -m benchmarks.memory --out docs/benchmarks/memory.md
+	$(PYTHON) -m benchmarks.training --out docs/benchmarks/training.md
+	$(PYTHON) -m benchmarks.embedding_cache --out docs/benchmarks/embedding_cache.md
+	$(PYTHON) -m benchmarks.scoring --out docs/benchmarks/scoring.md
 
 # Pretrained text encoders (imported all-MiniLM-L6-v2) against the tiny BERT: about 40 minutes on 2 cores.
 bench-encoders: install
-	$(PYTHON) -m benchmarks.text_encoders --out benchmarks/text_encoders.md
+	$(PYTHON) -m benchmarks.text_encoders --out docs/benchmarks/text_encoders.md
 
 clean:
 	rm -rf data out build *.egg-info .pytest_cache
@@ -126,7 +126,7 @@ images:
 dataflow-shards:
 	$(call need,PROJECT)
 	$(call need,BUCKET)
-	$(PYTHON) -m pipeline.run --csv '$(CSV)' --images $(IMAGES) --vocab $(VOCAB) --out $(GCS_SHARDS) \
+	$(PYTHON) -m pipeline.shards --csv '$(CSV)' --images $(IMAGES) --vocab $(VOCAB) --out $(GCS_SHARDS) \
 		--runner DataflowRunner --project $(PROJECT) --region $(REGION) \
 		--temp_location gs://$(BUCKET)/tmp --setup_file ./setup.py \
 		--sdk_container_image $(DATAFLOW_IMAGE) $(BEAM_ARGS)

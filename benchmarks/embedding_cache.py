@@ -49,7 +49,7 @@ def float16_cost(job: str, config: dict) -> tuple[float, float, float, float]:
     import tensorflow as tf
 
     from model import multimodal
-    from trainer import evaluation
+    from pipeline import metrics
 
     model = multimodal.create_model(multimodal.ModelConfig(**config["model"]))
     model.load_weights(os.path.join(job, "model", "model.weights.h5"))
@@ -73,7 +73,7 @@ def float16_cost(job: str, config: dict) -> tuple[float, float, float, float]:
         changed += int((full.argmax(-1) != half.argmax(-1)).sum())
         total += len(labels)
         if split == "test":
-            scores = {name: evaluation.classification_report(labels, p.argmax(-1))["macro_f1"]
+            scores = {name: metrics.classification_report(labels, p.argmax(-1))["macro_f1"]
                       for name, p in (("float32", full), ("float16", half))}
     return max(gaps), changed / total, scores["float32"], scores["float16"]
 
@@ -84,17 +84,17 @@ def main(argv=None) -> int:
     parser.add_argument("--vocab", default="data/bench/vocab.txt", help="the vocabulary the shards were tokenized with")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--work", default="data/bench_cache", help="scratch folder (default: %(default)s)")
-    parser.add_argument("--out", default="benchmarks/embedding_cache.md")
+    parser.add_argument("--out", default="docs/benchmarks/embedding_cache.md")
     parser.add_argument("--data", default="data/bench", help="the preprocessing benchmark's data, made if absent")
     args = parser.parse_args(argv)
     from model import local_encoders
 
     if not os.path.exists(os.path.join(args.shards, "metadata.json")):  # As `make bench`'s first part makes them.
         from benchmarks.preprocessing import job_argv, prepare_data
-        from pipeline import run
+        from pipeline.shards import command as shards_command
 
         prepare_data(args.data, 1400)
-        run.run(job_argv(args.data, args.shards, 128))
+        shards_command.run(job_argv(args.data, args.shards, 128))
 
     bert = local_encoders.build_tiny_bert(args.vocab, os.path.join(args.work, "bert"), hidden=256, layers=2, heads=4)
     off = train(args.shards, bert, os.path.join(args.work, "off"), args.epochs, "off")

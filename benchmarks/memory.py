@@ -2,7 +2,7 @@
 
 Each size is a synthetic data set of small images (64–160 px, as in the issue's measurement;
 decoding is not what is measured here) written once into `--data`; the job runs as users run
-it, `python -m pipeline.run` with the default local runner and image size 128, in a fresh
+it, `python -m pipeline.shards` with the default local runner and image size 128, in a fresh
 process per size. Peak RSS is that process's own (`wait4`), and the ratio column compares
 each size with the smallest one measured in the same invocation: flat memory means the
 ratios stay near 1 while the rows grow 100-fold.
@@ -17,7 +17,7 @@ import sys
 import time
 
 from benchmarks.preprocessing import write_table
-from pipeline import synthetic
+from pipeline.synthetic import pairs as synthetic
 
 SIZES = (1_000, 10_000, 100_000)
 
@@ -44,9 +44,9 @@ def measured(command: list[str]) -> tuple[float, float, str]:
 
 
 def run_job(data: str, out: str, extra: list[str]) -> tuple[float, float, str]:
-    """(peak RSS in MB, seconds, last line of the summary) of one `python -m pipeline.run`."""
+    """(peak RSS in MB, seconds, last line of the summary) of one `python -m pipeline.shards`."""
     command = [
-        sys.executable, "-m", "pipeline.run", "--csv", os.path.join(data, "tweets.csv"),
+        sys.executable, "-m", "pipeline.shards", "--csv", os.path.join(data, "tweets.csv"),
         "--images", os.path.join(data, "images"), "--vocab", os.path.join(data, "vocab.txt"),
         "--out", out, "--overwrite", "--image-size", "128", *extra,
     ]
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.memory", description=__doc__.split("\n")[0])
     parser.add_argument("--data", default="data/bench_memory", help="where the data sets are generated (once)")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="rows per data set (default: %(default)s)")
-    parser.add_argument("--out", default="benchmarks/memory.md", help="table written here")
+    parser.add_argument("--out", default="docs/benchmarks/memory.md", help="table written here")
     args = parser.parse_args(argv)
     results = []
     for pairs in args.sizes:
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
         results.append((pairs, peak, seconds))
     base_rows, base_peak, _ = results[0]
     lines = [
-        f"Beam job memory: `python -m pipeline.run` (default local runner) as a command, synthetic pairs with "
+        f"Beam job memory: `python -m pipeline.shards` (default local runner) as a command, synthetic pairs with "
         f"64–160 px images, image size 128, {os.cpu_count()} cores. Ratios are against the {base_rows:,}-row run "
         "of the same invocation.",
         "",

@@ -12,14 +12,14 @@ speed drifts. Rows:
   resize and this project's decode (DCT scaling for large JPEGs, plus resize), AUTOTUNE.
 - trainer reader: `trainer.reader.make_dataset` over the job's shards, i.e. what each training
   epoch costs once preprocessing is done (issue target: at least 15x the notebook).
-- Beam job: `pipeline.run` with the options users get by default (validating, decoding,
+- Beam job: `pipeline.shards` with the options users get by default (validating, decoding,
   tokenizing, splitting, writing GZIP shards, metadata), called in this process, so that like
   the notebook rows it excludes the interpreter start and the TensorFlow import; and the same
-  job as a command (`python -m pipeline.run`), which adds them.
+  job as a command (`python -m pipeline.shards`), which adds them.
 - per format: ms per image, one image at a time, of the notebook's decode + resize and of
   ours, which shows where the Beam job can and cannot gain (DCT scaling helps baseline JPEGs
   most); then the notebook against the job again on 2048-px images, the size and bytes per
-  image of the data behind `../shared/MEASUREMENTS.md` (its notebook figures reproduce there).
+  image of real tweet photos (Twitter's 2048-px "large" size, about 200 KB each).
 
 The notebook (AUTOTUNE), the in-process Beam job and the job as a command are each run
 `--repeats` times, alternating, and the fastest run of each is reported, so that a slow spell
@@ -43,7 +43,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
 from benchmarks import startup  # noqa: E402
-from pipeline import bert_inputs, images, rows, synthetic  # noqa: E402
+from pipeline.inputs import rows  # noqa: E402
+from pipeline.preprocess import bert_inputs, images  # noqa: E402
+from pipeline.synthetic import pairs as synthetic  # noqa: E402
 
 BATCH_SIZE = 32
 
@@ -152,11 +154,11 @@ def job_argv(data_dir: str, out_dir: str, image_size: int, csv_path: str | None 
 
 def beam_job(argv: list[str]) -> float:
     """Seconds for the job called in this process (progress output silenced)."""
-    from pipeline import run
+    from pipeline.shards import command as shards_command
 
     started = time.perf_counter()
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull), contextlib.redirect_stderr(devnull):
-        metadata = run.run(argv)
+        metadata = shards_command.run(argv)
     seconds = time.perf_counter() - started
     assert metadata["rows_read"] == metadata["examples_written"] + metadata["rows_rejected"]
     return seconds
@@ -170,7 +172,7 @@ def alternate(pairs, tokenizer, image_size: int, argv: list[str], repeats: int) 
     for _ in range(repeats):
         notebook_runs.append(notebook_seconds(pairs, tokenizer, image_size, tf.data.AUTOTUNE))
         job_runs.append(beam_job(argv))
-        command_runs.append(startup.command_seconds(["-m", "pipeline.run", *argv]))
+        command_runs.append(startup.command_seconds(["-m", "pipeline.shards", *argv]))
         print(
             f"notebook AUTOTUNE {count / notebook_runs[-1]:.1f} rows/s, Beam job {count / job_runs[-1]:.1f} rows/s, "
             f"as a command {count / command_runs[-1]:.1f} rows/s",
@@ -193,7 +195,7 @@ def per_format_costs(data_dir: str, image_size: int, per_format: int = 30) -> li
         if len(groups.setdefault(kind, [])) < per_format:
             groups[kind].append(data)
     notebook = tf.function(lambda data: tf.reduce_max(tf.image.resize(full_decode(data), (image_size, image_size))))
-    ours = tf.function(lambda data: tf.reduce_max(images.decode_image(data, image_size)), autograph=False)
+    ours = tf.function(lambda data: tf.reduce_max(images.decode_checked(data, image_size)[0]), autograph=False)
     results = []
     with tf.device("/cpu:0"):
         for kind, datas in sorted(groups.items()):
@@ -208,8 +210,8 @@ def per_format_costs(data_dir: str, image_size: int, per_format: int = 30) -> li
     return results
 
 
-# Tweet-size images like those behind `../shared/MEASUREMENTS.md`: Twitter's 2048-px "large"
-# size, photos at about 200 KB (JPEG q85), same format mix.
+# Tweet-size images: Twitter's 2048-px "large" size, photos at about 200 KB (JPEG q85), same
+# format mix.
 LARGE_PROFILE = {"min_side": 2048, "max_side": 2048, "texture": 2.0}
 
 
@@ -221,7 +223,7 @@ def large_profile_table(args, pairs: int) -> list[str]:
     with tempfile.TemporaryDirectory() as scratch:
         notebook, job, command = alternate(data, tokenizer, args.image_size, job_argv(args.large_data, scratch, args.image_size), args.repeats)
     full = time_dataset(decode_only(data, full_decode))[0]
-    ours = time_dataset(decode_only(data, lambda d: images.decode_image(d, args.image_size)))[0]
+    ours = time_dataset(decode_only(data, lambda d: images.decode_checked(d, args.image_size)[0]))[0]
     size_mb = sum(os.path.getsize(p) for p in data["image_1"] + data["image_2"]) / 1e6
     rows = [
         ("notebook input pipeline, `map` without parallel calls", plain),
@@ -229,12 +231,12 @@ def large_profile_table(args, pairs: int) -> list[str]:
         ("decode only: full decode of both images (AUTOTUNE)", full),
         ("decode only: this project's decode + resize (AUTOTUNE)", ours),
         ("Beam job in this process", job),
-        ("same job as a command, `python -m pipeline.run`", command),
+        ("same job as a command, `python -m pipeline.shards`", command),
     ]
     options = " ".join(f"--{key.replace('_', '-')} {value:g}" for key, value in LARGE_PROFILE.items())
     return [
         f"The same on {count} pairs of 2048-px images ({size_mb:.0f} MB; `python -m pipeline.synthetic {options}`), "
-        "the size and bytes per image of the data behind `../shared/MEASUREMENTS.md`:",
+        "the size and bytes per image of real tweet photos:",
         "",
         "| what | rows/s | seconds | × notebook (AUTOTUNE) |",
         "|---|---:|---:|---:|",
@@ -256,7 +258,7 @@ def main(argv=None) -> int:
     parser.add_argument("--pairs", type=int, default=1400, help="pairs to generate (default: %(default)s, the real set's size)")
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--shards", default="data/bench_shards", help="where the Beam job writes (default: %(default)s)")
-    parser.add_argument("--out", default="benchmarks/results.md", help="markdown table (default: %(default)s)")
+    parser.add_argument("--out", default="docs/benchmarks/preprocessing.md", help="markdown table (default: %(default)s)")
     parser.add_argument("--large-data", default="data/bench_large", help="2048-px data, made if absent; '' skips (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs of the notebook and the job; fastest kept (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -275,10 +277,10 @@ def main(argv=None) -> int:
     notebook_best, job_best, command_best = alternate(pairs, tokenizer, args.image_size, argv, args.repeats)
     record("notebook input pipeline, `map(num_parallel_calls=AUTOTUNE)`", notebook_best, n)
     record("decode only: full decode of both images (AUTOTUNE)", *time_dataset(decode_only(pairs, full_decode)))
-    ours = lambda data: images.decode_image(data, args.image_size)  # noqa: E731
+    ours = lambda data: images.decode_checked(data, args.image_size)[0]  # noqa: E731
     record("decode only: this project's decode + resize (DCT scaling, AUTOTUNE)", *time_dataset(decode_only(pairs, ours)))
     record("Beam job in this process: validate + decode + tokenize + split + write GZIP shards + metadata", job_best, n)
-    record("same job as a command, `python -m pipeline.run` (adds interpreter start, imports, tracing)", command_best, n)
+    record("same job as a command, `python -m pipeline.shards` (adds interpreter start, imports, tracing)", command_best, n)
     reader_timing = read_shards(args.shards, args.image_size)
     if reader_timing:
         record("trainer reader over the shards (train split, 3 epochs, batch 32)", *reader_timing)

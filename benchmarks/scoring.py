@@ -33,7 +33,7 @@ def bound(model: str, csv_path: str, images: str, rows_wanted: int, batch_size: 
     import tensorflow as tf
 
     from model import export
-    from pipeline import rows
+    from pipeline.inputs import rows
 
     started = time.perf_counter()
     serve = export.load(model)
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rows", type=int, default=4000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--work", default="data/bench_scoring")
-    parser.add_argument("--out", default="benchmarks/scoring.md")
+    parser.add_argument("--out", default="docs/benchmarks/scoring.md")
     parser.add_argument("--bound", action="store_true", help="(internal) run the bound in this process, print JSON")
     args = parser.parse_args(argv)
     images = os.path.join(args.data, "images")

@@ -1,4 +1,4 @@
-"""Where `python -m pipeline.run`'s time goes before and around the rows (for `make bench`).
+"""Where `python -m pipeline.shards`'s time goes before and around the rows (for `make bench`).
 
 Each row is a fresh process, timed from outside, fastest of `repeats`: the interpreter alone,
 importing Beam, importing TensorFlow with TF Text (TF itself imports all of Keras, and
@@ -41,9 +41,9 @@ def startup_table(job_argv, data_dir: str, image_size: int, repeats: int = 2) ->
             ("interpreter start (`python -c pass`)", ["-c", "pass"], True),
             ("import apache_beam", ["-c", "import apache_beam"], True),
             ("import tensorflow, tensorflow_text", ["-c", "import tensorflow, tensorflow_text"], True),
-            ("`python -m pipeline.run --help`", ["-m", "pipeline.run", "--help"], True),
-            ("a misspelt flag (`--image-szie 48`): one error line", ["-m", "pipeline.run", *argv, "--image-szie", "48"], False),
-            ("the whole command on a 1-row CSV (the job's fixed cost)", ["-m", "pipeline.run", *argv], True),
+            ("`python -m pipeline.shards --help`", ["-m", "pipeline.shards", "--help"], True),
+            ("a misspelt flag (`--image-szie 48`): one error line", ["-m", "pipeline.shards", *argv, "--image-szie", "48"], False),
+            ("the whole command on a 1-row CSV (the job's fixed cost)", ["-m", "pipeline.shards", *argv], True),
         ]
         timed = [(name, min(command_seconds(args, check) for _ in range(repeats))) for name, args, check in rows]
     lines = [

@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from benchmarks.memory import measured  # noqa: E402
 from benchmarks.preprocessing import write_table  # noqa: E402
-from pipeline import synthetic  # noqa: E402
+from pipeline.synthetic import pairs as synthetic  # noqa: E402
 
 # Keras' end-of-epoch line, "53/53 - 14s - 262ms/step - ...": steps × time per step.
 EPOCH_LINE = re.compile(r"^(\d+)/\d+ - \d+s - (\d+)(ms|s)/step", re.MULTILINE)
@@ -37,7 +37,7 @@ def folder_mb(path: str) -> float:
 
 def shards(data: str, out: str, tokenizer: list[str], seq_length: int) -> tuple[dict, float]:
     """Runs the Beam job; returns its metadata and its wall seconds."""
-    command = [sys.executable, "-m", "pipeline.run", "--csv", os.path.join(data, "tweets.csv"),
+    command = [sys.executable, "-m", "pipeline.shards", "--csv", os.path.join(data, "tweets.csv"),
                "--images", os.path.join(data, "images"), "--out", out, "--overwrite",
                "--image-size", "64", "--seq-length", str(seq_length), *tokenizer]
     _, seconds, _ = measured(command)
@@ -66,7 +66,7 @@ def tokenizer_rate(vocab_source: str, texts: list[tuple[str, str]], seq_length: 
     """Pairs per second through `PairTokenizer` (batches of 256, after one warm-up batch)."""
     import tensorflow as tf
 
-    from pipeline import bert_inputs
+    from pipeline.preprocess import bert_inputs
 
     if os.path.isdir(vocab_source):
         vocab, lowercase = bert_inputs.encoder_vocabulary(vocab_source)
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--fine-tune-learning-rate", type=float, default=1e-4)
     parser.add_argument("--modes", nargs="+", default=["text", "multimodal"])
-    parser.add_argument("--out", default="benchmarks/text_encoders.md")
+    parser.add_argument("--out", default="docs/benchmarks/text_encoders.md")
     args = parser.parse_args(argv)
 
     from model import import_hf, local_encoders

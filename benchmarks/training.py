@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     parser.add_argument("--shards", default="data/bench_shards", help="shards from the preprocessing benchmark")
     parser.add_argument("--vocab", default="data/bench/vocab.txt", help="the vocabulary the shards were tokenized with")
     parser.add_argument("--steps", type=int, default=15, help="steps per timed epoch (default: %(default)s)")
-    parser.add_argument("--out", default="benchmarks/training.md")
+    parser.add_argument("--out", default="docs/benchmarks/training.md")
     args = parser.parse_args(argv)
 
     metadata = reader.read_metadata(args.shards)

@@ -20,7 +20,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-TOKEN_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
+from pipeline.features import TOKEN_KEYS
 ACTIVATIONS = {"gelu": False, "gelu_tanh": True}  # Name → tf.nn.gelu's `approximate`.
 # Per-layer weights, in `BertEncoder.blocks` order.
 BLOCK_WEIGHTS = ("qkv", "qkv_bias", "attention_out", "attention_out_bias", "attention_norm_gamma",

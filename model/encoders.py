@@ -17,10 +17,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-
-from pipeline.bert_inputs import encoder_vocabulary, vocab_fingerprint
-
-TEXT_POOLINGS = ("cls", "mean")
+from model.config import TEXT_POOLINGS
+from pipeline import features
+from pipeline.preprocess.bert_inputs import encoder_vocabulary, vocab_fingerprint
 
 
 def vocab_fingerprint_of_encoder(handle: str) -> str:
@@ -49,8 +48,6 @@ class HubTextEncoder(keras.layers.Layer):
         self.return_sequence = return_sequence
         self.pooling = pooling
         self._encoder = hub.load(handle)
-        self.vocab_file = self._encoder.vocab_file.asset_path.numpy().decode("utf-8")
-        self.do_lower_case = bool(self._encoder.do_lower_case.numpy())
         for variable in self._encoder.variables:
             if variable.dtype == tf.bool:
                 continue  # do_lower_case is a flag, not a weight.
@@ -67,7 +64,7 @@ class HubTextEncoder(keras.layers.Layer):
 
     def call(self, inputs, training=False):
         outputs = self._encoder(
-            {key: tf.cast(inputs[key], tf.int32) for key in ("input_word_ids", "input_mask", "input_type_ids")},
+            {key: tf.cast(inputs[key], tf.int32) for key in features.TOKEN_KEYS},
             # A frozen encoder runs in inference mode (no dropout), as hub.KerasLayer does; the
             # SavedModel holds one traced function per mode.
             training=bool(training) and self.trainable,

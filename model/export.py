@@ -1,6 +1,6 @@
 """The exported SavedModel: raw texts and encoded image bytes in, label probabilities out.
 
-The serving signature runs `pipeline.images` and `pipeline.bert_inputs`, the very functions
+The serving signature runs `pipeline.preprocess` (`images`, `bert_inputs`), the very functions
 the Beam job ran before writing the shards, so a pair scored online is preprocessed exactly
 like a training example (no training/serving skew). The tokenizer is rebuilt from the text encoder's own vocabulary
 and casing, which training already checked against the shards' fingerprint.
@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import functools
 
-import tensorflow as tf
+from pipeline import cli, features
 
-from pipeline import bert_inputs, features, images
-from pipeline.settings import DEFAULT_MAX_PIXELS
-
-SIGNATURE_KEYS = ("text_1", "text_2", "image_1", "image_2")
+tf = cli.import_tensorflow()  # Quiet: `python -m model.export --ops` is a command line too.
+from pipeline.features import DEFAULT_MAX_PIXELS
+from pipeline.preprocess import bert_inputs, images
 
 
 class ServingModule(tf.Module):
@@ -58,7 +57,7 @@ class ServingModule(tf.Module):
         """Raw pair batch → the model's input dict (what the Beam job computes, before storage)."""
         return self.checked_inputs(text_1, text_2, image_1, image_2)[0]
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=key) for key in SIGNATURE_KEYS])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=key) for key in features.RAW_KEYS])
     def serve(self, text_1, text_2, image_1, image_2):
         inputs, status = self.checked_inputs(text_1, text_2, image_1, image_2)
         valid = tf.reduce_all(tf.equal(status, images.HEADER_OK), axis=1)
@@ -67,16 +66,14 @@ class ServingModule(tf.Module):
         messages = tf.constant(images.STATUS_MESSAGES)
         first_bad = tf.argmax(tf.cast(tf.not_equal(status, images.HEADER_OK), tf.int32), axis=1, output_type=tf.int32)
         error = tf.where(valid, "", tf.strings.join([
-            tf.gather(tf.constant(SIGNATURE_KEYS[2:]), first_bad), ": ",
+            tf.gather(tf.constant(features.IMAGE_KEYS), first_bad), ": ",
             tf.gather(messages, tf.gather(status, first_bad, batch_dims=1))]))
         return {"probabilities": probabilities, "label": label, "valid": valid, "error": error}
 
 
 def tokenizer_for(text_encoder: str, seq_length: int, ops: str = "fast") -> bert_inputs.PairTokenizer:
     """The tokenizer matching the text encoder's vocabulary asset and casing."""
-    from model import encoders
-
-    vocab, lowercase = encoders.encoder_vocabulary(text_encoder)
+    vocab, lowercase = bert_inputs.encoder_vocabulary(text_encoder)
     return bert_inputs.PairTokenizer(vocab, lowercase, seq_length, ops)
 
 
@@ -125,9 +122,10 @@ def load(path: str):
 
 
 if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m model.export", description="Inspect an exported serving model.")
+    parser = cli.Parser(prog="python -m model.export", description="Inspect an exported serving model.")
     parser.add_argument("--ops", metavar="PATH", required=True,
                         help="print the op types PATH's graph needs beyond core TensorFlow, one per line")
-    print("\n".join(ops_outside_tensorflow(parser.parse_args().ops)))
+    args = cli.parse(parser, None)
+    if isinstance(args, int):
+        raise SystemExit(args)
+    print("\n".join(ops_outside_tensorflow(args.ops)))

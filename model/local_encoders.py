@@ -15,16 +15,16 @@ loading code is the same for a real handle.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from pipeline import cli
 
-import tensorflow as tf  # noqa: E402
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+tf = cli.import_tensorflow()  # Quiet: this module is a command line too.
 
 from model.bert_encoder import BertEncoder, BertShape, random_weights, save_encoder  # noqa: E402
-from pipeline.bert_inputs import pack_segments, packing_ids, read_vocab  # noqa: E402
+from pipeline.preprocess.bert_inputs import pack_segments, packing_ids, read_vocab  # noqa: E402
 
 
 class PieceCounter(tf.Module):
@@ -111,7 +111,7 @@ def build_piece_counter(vocab_file: str, out_dir: str, do_lower_case: bool = Tru
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model.local_encoders", description=__doc__.split("\n")[0])
+    parser = cli.Parser(prog="python -m model.local_encoders", description=__doc__.split("\n")[0])
     parser.add_argument("--vocab", required=True, help="vocab.txt the shards were tokenized with")
     parser.add_argument("--out", required=True, help="folder to write tiny_bert/ into")
     parser.add_argument("--cased", action="store_true", help="mark the encoder as cased")
@@ -119,7 +119,9 @@ def main(argv=None) -> int:
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--preprocessor", type=int, nargs="*", metavar="SEQ_LENGTH",
                         help="also write bert_preprocess/, packing to these sequence lengths (default 128)")
-    args = parser.parse_args(argv)
+    args = cli.parse(parser, argv)
+    if isinstance(args, int):
+        return args
     path = build_tiny_bert(args.vocab, os.path.join(args.out, "tiny_bert"), not args.cased,
                            hidden=args.hidden, layers=args.layers)
     print(f"wrote {path}")

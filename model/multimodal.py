@@ -10,70 +10,11 @@ shards about names, dtypes or shapes.
 
 from __future__ import annotations
 
-import dataclasses
-
 import keras
 
 from model import encoders
+from model.config import ModelConfig
 from pipeline import features
-
-MODES = ("multimodal", "text", "image")
-FUSIONS = ("concat", "cross-attention")
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """What the model is made of (defaults: the published baseline).
-
-    Attributes:
-      text_encoder: TF Hub handle URL or local TF Hub-format BERT SavedModel directory.
-      image_encoder: `resnet50v2` (baseline) or `tiny` (tests and the offline demo).
-      image_weights: `imagenet`, `none`, or a local weights file for the image encoder.
-      text_pooling: `cls` (TF Hub BERT's pooled_output, the baseline) or `mean` (masked mean of the sequence output, for sentence-embedding checkpoints).
-      train_text_encoder: Fine-tune BERT (baseline: frozen).
-      train_image_encoder: Fine-tune the image encoder (baseline: frozen).
-      mode: `multimodal`, or the `text` / `image` single-modality ablation.
-      fusion: `concat` (baseline) or `cross-attention` between text tokens and the two images.
-      modality_dropout: Training-time chance of blanking the vision side, and (separately) the text side, of an example.
-      projection_dims: Width of each modality's projection.
-      dropout_rate: Dropout inside the projection blocks.
-      attention_heads: Heads of the cross-attention fusion.
-      image_size: Side of the square input images (must match the shards).
-      seq_length: Length of the BERT inputs (must match the shards).
-    """
-
-    text_encoder: str = "https://tfhub.dev/tensorflow/small_bert/bert_en_uncased_L-2_H-256_A-4/1"
-    image_encoder: str = "resnet50v2"
-    image_weights: str = "imagenet"
-    text_pooling: str = "cls"
-    train_text_encoder: bool = False
-    train_image_encoder: bool = False
-    mode: str = "multimodal"
-    fusion: str = "concat"
-    modality_dropout: float = 0.0
-    projection_dims: int = 256
-    dropout_rate: float = 0.1
-    attention_heads: int = 4
-    image_size: int = 128
-    seq_length: int = 128
-
-    @property
-    def shape(self) -> features.Shape:
-        return features.Shape(self.image_size, self.seq_length)
-
-    def check(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"--mode must be one of {MODES}, not {self.mode!r}")
-        if self.fusion not in FUSIONS:
-            raise ValueError(f"--fusion must be one of {FUSIONS}, not {self.fusion!r}")
-        if self.text_pooling not in encoders.TEXT_POOLINGS:
-            raise ValueError(f"--text-pooling must be one of {encoders.TEXT_POOLINGS}, not {self.text_pooling!r}")
-        if self.fusion == "cross-attention" and self.text_pooling != "cls":
-            raise ValueError("--text-pooling applies to --fusion concat; cross-attention pools the attended tokens itself")
-        if self.fusion == "cross-attention" and self.mode != "multimodal":
-            raise ValueError("--fusion cross-attention needs --mode multimodal")
-        if not 0.0 <= self.modality_dropout < 0.5:
-            raise ValueError("--modality-dropout must be in [0, 0.5)")
 
 
 def project(embeddings, projection_dims: int, dropout_rate: float, name: str):
@@ -129,14 +70,6 @@ def _cross_attention(image_features, text_sequence, input_mask, config: ModelCon
     return project(vision, dims, config.dropout_rate, "vision"), project(text_pooled, dims, config.dropout_rate, "text")
 
 
-def uses_images(config: ModelConfig) -> bool:
-    return config.mode in ("multimodal", "image")
-
-
-def uses_text(config: ModelConfig) -> bool:
-    return config.mode in ("multimodal", "text")
-
-
 def create_encoders(config: ModelConfig) -> keras.Model:
     """Model inputs → the encoders' outputs, the head's inputs (`HEAD_KEYS` that the mode uses).
 
@@ -148,13 +81,13 @@ def create_encoders(config: ModelConfig) -> keras.Model:
     specs = features.model_input_specs(config.shape)
     inputs = {key: keras.Input(spec.shape, dtype=spec.dtype.name, name=key) for key, spec in specs.items()}
     outputs = {}
-    if uses_images(config):
+    if config.uses_images:
         image_encoder = encoders.image_encoder(
             config.image_encoder, config.image_size, config.image_weights, config.train_image_encoder
         )
         for key in features.IMAGE_KEYS:
             outputs[f"{key}_features"] = image_encoder(keras.ops.cast(inputs[key], "float32"))
-    if uses_text(config):
+    if config.uses_text:
         text_encoder = encoders.HubTextEncoder(
             config.text_encoder, trainable=config.train_text_encoder, pooling=config.text_pooling,
             return_sequence=config.fusion == "cross-attention", name="text_encoder",
@@ -176,7 +109,7 @@ def create_head(config: ModelConfig, feature_shapes: dict[str, tuple]) -> keras.
     frozen encoders.
     """
     inputs = {key: keras.Input(shape, dtype="float32", name=key) for key, shape in feature_shapes.items()}
-    image_features = [inputs[f"{key}_features"] for key in features.IMAGE_KEYS] if uses_images(config) else []
+    image_features = [inputs[f"{key}_features"] for key in features.IMAGE_KEYS] if config.uses_images else []
     if config.fusion == "cross-attention":
         vision, text = _cross_attention(image_features, inputs["text_sequence"], inputs["input_mask"], config)
     else:
@@ -184,7 +117,7 @@ def create_head(config: ModelConfig, feature_shapes: dict[str, tuple]) -> keras.
         if image_features:
             both = keras.layers.Concatenate(name="both_images")(image_features)
             vision = project(both, config.projection_dims, config.dropout_rate, "vision")
-        if uses_text(config):
+        if config.uses_text:
             text = project(inputs["text_features"], config.projection_dims, config.dropout_rate, "text")
     if vision is not None and text is not None:
         if config.modality_dropout:

@@ -15,7 +15,6 @@ Prints one JSON object per pair.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -35,7 +34,7 @@ def read_bytes(path: str) -> bytes:
 
 def pairs_from_args(args) -> list[dict]:
     if args.csv:
-        from pipeline import rows
+        from pipeline.inputs import rows
 
         with open(args.csv, newline="", encoding="utf-8") as handle:
             data = list(csv.DictReader(handle))[: args.rows]
@@ -57,7 +56,9 @@ def pairs_from_args(args) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model.predict", description=__doc__.split("\n")[0])
+    from pipeline import cli, features
+
+    parser = cli.Parser(prog="python -m model.predict", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="exported SavedModel folder (local or gs://)")
     for side in ("1", "2"):
         parser.add_argument(f"--text-{side}", help=f"text of tweet {side}")
@@ -65,12 +66,12 @@ def main(argv=None) -> int:
     parser.add_argument("--csv", help="score rows of this tweet-pair CSV instead")
     parser.add_argument("--images", default=".", help="with --csv: the images folder")
     parser.add_argument("--rows", type=int, default=5, help="with --csv: how many rows (default: %(default)s)")
-    args = parser.parse_args(argv)
-
-    import tensorflow as tf
-
+    args = cli.parse(parser, argv)
+    if isinstance(args, int):
+        return args
+    cli.configure_logs(False)
+    tf = cli.import_tensorflow()
     from model import export
-    from pipeline import cli, features
 
     try:
         pairs = pairs_from_args(args)

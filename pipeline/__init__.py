@@ -1,17 +1,21 @@
-"""From CSV files of tweet pairs and an images folder to validated TFRecord shards.
+"""Everything before the trainer: the data's way from CSV files and images to shards, and back out.
 
-The job's stages, in the order the data passes them (`job.BuildShards` wires them):
+Sub-packages, in the order the data meets them:
 
-1. `read`: CSV files → rows (`csv_records`: a broken record costs itself only) → `Record`s
-   or rejections (`rows`), duplicates dropped;
-2. `split`: each pair's split, stratified and exact, computed in bounded pieces;
-3. `encode`: images decoded and resized (`image_headers`, `images`), texts packed into BERT
-   inputs (`bert_inputs`), examples serialized (`features`, the one schema);
-4. `write`: shards and rejected.jsonl, written by bundles and joined per file;
-5. `metadata`: counts and fingerprints, written last as the completion mark.
+- `synthetic`, `download`: where tweet pairs come from (the offline demo's generator; the real
+  data set, fetched and checked);
+- `inputs`: CSV files → rows → valid `Record`s or rejections, and a row's image files: what
+  both Beam jobs share;
+- `preprocess`: TF ops that decode images and pack texts, run by the shards job and by the
+  exported model's serving signature alike;
+- `shards`: the Beam job that writes TFRecord shards (`python -m pipeline.shards`);
+- `preview`: pairs of the shards drawn, with their stats (`python -m pipeline.preview`);
+- `score`: the Beam job that scores new pairs with an exported model (`python -m pipeline.score`).
 
-`run` is the command line and `settings` what workers are told. `images`, `image_headers`
-and `bert_inputs` are TF ops that the exported model's serving signature runs too.
+Shared modules: `features` (the one example schema, which the trainer and the export import
+too), `launcher` (what both Beam jobs' command lines share), `cli` (what every command line
+shares), `metrics` (the scores the trainer and the scoring job report). Nothing here imports
+`model` or `trainer`.
 """
 
 __version__ = "0.2.0"

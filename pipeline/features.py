@@ -1,7 +1,8 @@
 """The one definition of a tweet-pair `tf.train.Example`: names, dtypes, shapes, encode, parse.
 
-The Beam job (`pipeline.encode`), the tf.data reader (`trainer.reader`) and the serving
-signature (`model.export`) all import this module, so the three cannot drift apart.
+The Beam jobs (`pipeline.shards`, `pipeline.score`), the tf.data reader (`trainer.reader`), the
+preview, error analysis, the embedding cache and the serving signature (`model.export`) all
+take names, dtypes, shapes and defaults from here, so none of them can drift from the others.
 No Beam or TF Hub import here: the trainer and the exported model must not need them. TF itself
 is imported by the functions that use it, so the command lines can read the constants (and
 answer `--help` or a bad flag) without paying for TensorFlow's start-up.
@@ -38,12 +39,23 @@ TEXT_KEYS = ("text_1", "text_2")
 IMAGE_KEYS = ("image_1", "image_2")
 TOKEN_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
 LABEL_KEY = "label"
+# A pair before any preprocessing: the serving signature's inputs, in this order.
+RAW_KEYS = TEXT_KEYS + IMAGE_KEYS
+# The input CSV's columns (`label` is optional for scoring).
+CSV_COLUMNS = ("id_1", "text_1", "image_1", "id_2", "text_2", "image_2", "label")
 
 SPLITS = ("train", "val", "test")
 SHARD_SUFFIX = ".tfrecord.gz"
 COMPRESSION = "GZIP"
 METADATA_FILE = "metadata.json"
+
+# The defaults every stage shares: the baseline's image size and sequence length, the JPEG
+# quality of stored images, and the largest image accepted (Pillow's decompression-bomb
+# threshold; real tweet images stay far below it).
+DEFAULT_IMAGE_SIZE = 128
+DEFAULT_SEQ_LENGTH = 128
 STORAGE_JPEG_QUALITY = 95
+DEFAULT_MAX_PIXELS = 89_478_485
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,18 +67,18 @@ class Shape:
       seq_length: Length of the packed BERT inputs, padding included.
     """
 
-    image_size: int = 128
-    seq_length: int = 128
+    image_size: int = DEFAULT_IMAGE_SIZE
+    seq_length: int = DEFAULT_SEQ_LENGTH
 
 
-def example_spec(shape: Shape) -> dict[str, tf.io.FixedLenFeature]:
-    """The parse spec of a serialized example (what is on disk)."""
+def example_spec(shape: Shape, keys: Sequence[str] | None = None) -> dict[str, tf.io.FixedLenFeature]:
+    """The parse spec of a serialized example (what is on disk), of every key or of `keys` only."""
     import tensorflow as tf
 
     spec = {key: tf.io.FixedLenFeature([], tf.string) for key in ID_KEYS + TEXT_KEYS + IMAGE_KEYS}
     spec.update({key: tf.io.FixedLenFeature([shape.seq_length], tf.int64) for key in TOKEN_KEYS})
     spec[LABEL_KEY] = tf.io.FixedLenFeature([], tf.int64)
-    return spec
+    return spec if keys is None else {key: spec[key] for key in keys}
 
 
 def model_input_specs(shape: Shape) -> dict[str, tf.TensorSpec]:
@@ -138,6 +150,17 @@ def parse(serialized: tf.Tensor, shape: Shape) -> dict[str, tf.Tensor]:
     for key in TOKEN_KEYS + (LABEL_KEY,):
         parsed[key] = tf.cast(raw[key], tf.int32)
     return parsed
+
+
+def parse_stored(serialized: tf.Tensor, keys: Sequence[str], shape: Shape = Shape()) -> dict[str, tf.Tensor]:
+    """A batch of serialized examples [B] → the stored values of `keys`, as on disk.
+
+    For readers that look at what the shards hold rather than feed a model (the preview,
+    error analysis): images stay encoded bytes, integers int64.
+    """
+    import tensorflow as tf
+
+    return tf.io.parse_example(serialized, example_spec(shape, keys))
 
 
 def read_metadata(data_dir: str) -> dict:

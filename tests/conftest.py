@@ -14,7 +14,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from pipeline import rows, synthetic  # noqa: E402
+from pipeline import features  # noqa: E402
+from pipeline.synthetic import pairs as synthetic  # noqa: E402
 
 GOOD_PAIRS = 40
 IMAGE_SIZE = 32
@@ -108,11 +109,11 @@ def dataset(tmp_path_factory):
     assert len(bad) == len(BAD_ROW_REASONS)
 
     with open(root / "mixed.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows.CSV_COLUMNS))
+        writer = csv.DictWriter(handle, fieldnames=list(features.CSV_COLUMNS))
         writer.writeheader()
         writer.writerows(good + bad)
     one_line = next(row for row in good if "\n" not in row["text_1"] + row["text_2"])  # Faults stay on one line.
-    good_line = ",".join(['"' + one_line[c].replace('"', '""') + '"' for c in rows.CSV_COLUMNS]).encode()
+    good_line = ",".join(['"' + one_line[c].replace('"', '""') + '"' for c in features.CSV_COLUMNS]).encode()
     file_faults = [
         good_line.replace(b"http", b"caf\xe9 http", 1),  # Latin-1, not UTF-8.
         good_line.replace(b"http", b"nul\x00 http", 1),
@@ -149,10 +150,10 @@ def job_args(dataset, out, csv_key="mixed_csv", extra=()):
 @pytest.fixture(scope="session")
 def shards(dataset, tmp_path_factory):
     """One in-process DirectRunner run over the mixed CSV; returns (out_dir, metadata)."""
-    from pipeline import run
+    from pipeline.shards import command as shards_command
 
     out = tmp_path_factory.mktemp("shards")
-    metadata = run.run(job_args(dataset, out, extra=["--direct_num_workers=1", "--direct_running_mode=in_memory"]))
+    metadata = shards_command.run(job_args(dataset, out, extra=["--direct_num_workers=1", "--direct_running_mode=in_memory"]))
     return out, metadata
 
 

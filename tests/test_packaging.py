@@ -51,8 +51,9 @@ def test_each_role_installs_only_what_it_needs(monkeypatch):
 
 
 @pytest.mark.parametrize("blocked, modules", [
-    ("apache_beam", "trainer.task trainer.split_eval trainer.callbacks trainer.vertex_job model.export model.predict trainer.errors pipeline.preview"),
-    ("matplotlib", "pipeline.run pipeline.job model.export"),
+    ("apache_beam", "trainer.task trainer.split_eval trainer.callbacks trainer.embedding_cache trainer.vertex_job "
+                    "model.export model.predict trainer.error_analysis pipeline.preview.command pipeline.metrics"),
+    ("matplotlib", "pipeline.shards.command pipeline.shards.job pipeline.score.job model.export"),
 ])
 def test_each_role_imports_without_the_other_roles_libraries(blocked, modules):
     code = f"import sys; sys.modules[{blocked!r}] = None\n" + "\n".join(f"import {m}" for m in modules.split())
@@ -91,7 +92,8 @@ def test_images_build_the_package_from_what_they_copy(name, base, extra, tmp_pat
     assert result.returncode == 0, result.stderr[-2000:]
     (wheel,) = (tmp_path / "wheels").glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"trainer/task.py", "pipeline/run.py", "model/export.py", "pipeline/features.py"} <= names
+    assert {"trainer/task.py", "pipeline/shards/job.py", "pipeline/preprocess/images.py", "model/export.py",
+            "pipeline/features.py"} <= names
 
 
 def test_vertex_spec_has_one_chief_the_workers_and_the_trainer_args():
@@ -126,3 +128,20 @@ def test_make_vertex_train_dry_run_prints_the_spec_and_refuses_missing_settings(
     missing = subprocess.run(["make", "-s", "vertex-train", f"PYTHON={sys.executable}", "BUCKET=bkt"], cwd=ROOT,
                              capture_output=True, text=True)
     assert missing.returncode != 0 and "error: set PROJECT=" in missing.stderr
+
+
+def test_lower_layers_never_import_higher_ones():
+    """pipeline/ imports neither model/ nor trainer/, and model/ does not import trainer/: every
+    module of each layer imports with the layers above it blocked."""
+    import pkgutil
+
+    import model
+    import pipeline
+
+    for package, blocked in ((pipeline, ("model", "trainer")), (model, ("trainer",))):
+        names = [info.name for info in pkgutil.walk_packages(package.__path__, package.__name__ + ".")
+                 if not info.name.endswith("__main__")]
+        code = "import sys\n" + "".join(f"sys.modules[{name!r}] = None\n" for name in blocked)
+        code += "".join(f"import {name}\n" for name in names)
+        result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-2000:]

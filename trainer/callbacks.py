@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 
 import keras
 import tensorflow as tf
 
-from trainer import artifacts, evaluation
+from model import losses
+from pipeline import metrics
+from trainer import artifacts
 
 HISTORY_FILE = "history.json"
 
@@ -47,9 +48,9 @@ class ValidationMetrics(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         labels, probabilities = self._predictor.predict(self.model)
-        report = evaluation.classification_report(labels, probabilities.argmax(axis=-1))
+        report = metrics.classification_report(labels, probabilities.argmax(axis=-1))
         if logs is not None:
-            logs["val_loss"] = evaluation.loss_value(labels, probabilities, self._loss_name, self._focal_gamma)
+            logs["val_loss"] = losses.mean_loss(labels, probabilities, self._loss_name, self._focal_gamma)
             logs["val_accuracy"] = report["accuracy"]
             logs["val_macro_f1"] = report["macro_f1"]
             logs["epoch_seconds"] = time.perf_counter() - self._started
@@ -100,31 +101,3 @@ def full_history(backup: ResumableBackup, history: keras.callbacks.History) -> d
     for key, values in history.history.items():
         merged.setdefault(key, []).extend(float(value) for value in values)
     return merged
-
-
-KILL_AFTER_STEPS_ENV = "TRAINER_TEST_KILL_AFTER_STEPS"
-KILL_AT_ENV = "TRAINER_TEST_KILL_AT"
-
-
-def _die() -> None:
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-def fault_point(name: str) -> None:
-    """Fault injection for the resume tests: SIGKILL here if TRAINER_TEST_KILL_AT names this point."""
-    if os.environ.get(KILL_AT_ENV) == name:
-        _die()
-
-
-class KillAfterSteps(keras.callbacks.Callback):
-    """Fault injection for the resume tests: SIGKILL this process after `steps` training batches."""
-
-    def __init__(self, steps: int):
-        super().__init__()
-        self._steps = steps
-        self._seen = 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._seen += 1
-        if self._seen >= self._steps:
-            _die()

@@ -33,25 +33,20 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline import features
-from trainer import artifacts, callbacks, reader, split_eval
+from trainer import artifacts, reader, split_eval
 
-SETTINGS = ("auto", "on", "off")
 # The model settings the encoder outputs depend on (the head's own do not key the cache).
 ENCODER_SETTINGS = ("text_encoder", "image_encoder", "image_weights", "text_pooling", "mode", "fusion",
                     "image_size", "seq_length")
 COMPLETE_FILE = "complete.json"
-STORED_DTYPE = np.float32  # float16 halves the size; measured in benchmarks/embedding_cache.py.
+STORED_DTYPE = np.float32  # float16 would halve the size (docs/benchmarks.md: what it changes).
 
 
 def enabled(setting: str, model_config) -> bool:
     """Whether to cache: `on`/`off` as given, `auto` when every encoder the model uses is frozen."""
-    from model import multimodal
-
-    if setting not in SETTINGS:
-        raise ValueError(f"--embedding-cache must be one of {SETTINGS}, not {setting!r}")
     trainable = [name for name, used, trained in (
-        ("--train-text-encoder", multimodal.uses_text(model_config), model_config.train_text_encoder),
-        ("--train-image-encoder", multimodal.uses_images(model_config), model_config.train_image_encoder),
+        ("--train-text-encoder", model_config.uses_text, model_config.train_text_encoder),
+        ("--train-image-encoder", model_config.uses_images, model_config.train_image_encoder),
     ) if used and trained]
     if setting == "off":
         return False
@@ -82,7 +77,7 @@ class EmbeddingCache:
     def __init__(self, strategy, encoders_model, data_dir: str, metadata: dict, model_config,
                  root: str, global_batch: int):
         self._strategy, self._encoders = strategy, encoders_model
-        self._data_dir, self._metadata, self._shape = data_dir, metadata, model_config.shape
+        self._shards, self._metadata = reader.ShardSource(data_dir, model_config.shape), metadata
         self._global_batch = global_batch
         self.key = cache_key(metadata, model_config, encoders_model)
         self.root, self.folder = root, os.path.join(root, self.key)
@@ -112,7 +107,6 @@ class EmbeddingCache:
             seconds = time.perf_counter() - started
             print(f"embedding cache: {split} {counts[split]} examples in {seconds:.1f}s "
                   f"({counts[split] / max(seconds, 1e-9):.1f} examples/s)", flush=True)
-            callbacks.fault_point(f"cache-{split}")
         artifacts.write_json(marker, {"key": self.key, "counts": counts, "dtype": np.dtype(STORED_DTYPE).name,
                                       "shapes": self.shapes})
 
@@ -131,7 +125,7 @@ class EmbeddingCache:
                 ids = tf.stack([tf.strings.to_number(inputs.pop(key), tf.int64) for key in features.ID_KEYS])
                 return inputs, label, ids
 
-            return reader.make_dataset(self._data_dir, split, self._shape, None, training=False, keep_ids=True).map(ids_apart)
+            return self._shards.dataset(split, None, training=False, keep_ids=True).map(ids_apart)
 
         dataset, steps = split_eval.distribute_padded(self._strategy, examples_fn, self._counts()[split], self._global_batch)
         strategy, encoders_model = self._strategy, self._encoders
@@ -143,7 +137,7 @@ class EmbeddingCache:
             gather = lambda value: strategy.gather(value, axis=0)  # noqa: E731
             return gather(labels), gather(ids), {key: gather(value) for key, value in outputs.items()}
 
-        files = len(reader.shard_files(self._data_dir, split))
+        files = len(features.shard_files(self._shards.data_dir, split))
         writers = [tf.io.TFRecordWriter(os.path.join(self.folder, f"{split}-{i:05d}-of-{files:05d}.tfrecord"))
                    for i in range(files)]
         written, iterator = 0, iter(dataset)
@@ -152,7 +146,7 @@ class EmbeddingCache:
             labels, ids = labels.numpy(), ids.numpy()
             outputs = {key: value.numpy().astype(STORED_DTYPE) for key, value in outputs.items()}
             for row in np.flatnonzero(labels != split_eval.PADDING_LABEL):
-                example = {"label": _int64s([labels[row]]), "ids": _int64s(ids[row])}
+                example = {features.LABEL_KEY: _int64s([labels[row]]), "ids": _int64s(ids[row])}
                 example.update({key: _bytes(value[row].tobytes()) for key, value in outputs.items()})
                 proto = tf.train.Example(features=tf.train.Features(feature=example))
                 writers[written % files].write(proto.SerializeToString())
@@ -165,14 +159,15 @@ class EmbeddingCache:
 
     # --- Reading --------------------------------------------------------------------------
     def _parse(self, keep_ids: bool):
-        spec = {"label": tf.io.FixedLenFeature([], tf.int64), "ids": tf.io.FixedLenFeature([2], tf.int64),
+        spec = {features.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64), "ids": tf.io.FixedLenFeature([2], tf.int64),
                 **{key: tf.io.FixedLenFeature([], tf.string) for key in self.shapes}}
 
         def parse(serialized):
             parsed = tf.io.parse_single_example(serialized, spec)
             stored = {key: tf.cast(tf.reshape(tf.io.decode_raw(parsed[key], STORED_DTYPE), shape), tf.float32)
                       for key, shape in self.shapes.items()}
-            return (stored, parsed["label"], parsed["ids"]) if keep_ids else (stored, parsed["label"])
+            label = parsed[features.LABEL_KEY]
+            return (stored, label, parsed["ids"]) if keep_ids else (stored, label)
 
         return parse
 
@@ -182,7 +177,7 @@ class EmbeddingCache:
 
     def dataset(self, split: str, batch_size: int | None, training: bool, seed: int | None = None,
                 input_context: tf.distribute.InputContext | None = None, keep_ids: bool = False) -> tf.data.Dataset:
-        """Like `reader.make_dataset`, over the cache: batches of (encoder outputs, label)."""
+        """Like `reader.ShardSource.dataset`, over the cache: batches of (encoder outputs, label)."""
         files = sorted(tf.io.gfile.glob(os.path.join(self.folder, f"{split}-*-of-*.tfrecord")))
         deterministic = not training or seed is not None
         dataset = reader.read_records(files, training, seed, input_context).map(

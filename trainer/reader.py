@@ -1,10 +1,13 @@
 """Shards → batches of model inputs: the tf.data reader the trainer and the benchmarks use.
 
-Stages, in order: check metadata.json against the model's configuration; match shard files;
-interleave files; shuffle serialized records (training only); `features.parse` (proto →
-tensors); `to_model_inputs` (keep what the model takes, label apart); batch; prefetch.
-AUTOTUNE throughout. Under a strategy, pass the `InputContext` and each input pipeline reads
-its own subset of files.
+Stages, in order: check metadata.json against the model's configuration; match shard files
+(`features.shard_files`); interleave files; shuffle serialized records (training only);
+`features.parse` (proto → tensors); `to_model_inputs` (keep what the model takes, label apart);
+batch; prefetch. AUTOTUNE throughout. Under a strategy, pass the `InputContext` and each input
+pipeline reads its own subset of files.
+
+`ShardSource` is what the trainer trains and evaluates from; the embedding cache
+(`trainer.embedding_cache`) offers the same two methods over the frozen encoders' outputs.
 """
 
 from __future__ import annotations
@@ -18,9 +21,6 @@ SHUFFLE_BUFFER = 4096
 
 class MetadataMismatch(ValueError):
     """Shards were written for another image size, sequence length or vocabulary."""
-
-
-read_metadata = features.read_metadata  # The one reader of metadata.json (the preview's too).
 
 
 def check_metadata(metadata: dict, shape: features.Shape, vocab_fingerprint: str | None) -> None:
@@ -39,9 +39,6 @@ def check_metadata(metadata: dict, shape: features.Shape, vocab_fingerprint: str
             "shards do not match the model: " + "; ".join(problems)
             + ". Rebuild the shards with matching --image-size/--seq-length/--vocab, or change the model flags."
         )
-
-
-shard_files = features.shard_files  # One listing of a split's files (the preview's too).
 
 
 def to_model_inputs(parsed: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
@@ -104,7 +101,7 @@ def make_dataset(
     With `keep_ids`, inputs also carry `id_1`/`id_2` (for error analysis and alignment tests).
     """
     deterministic = not training or seed is not None
-    dataset = read_records(shard_files(data_dir, split), training, seed, input_context, features.COMPRESSION)
+    dataset = read_records(features.shard_files(data_dir, split), training, seed, input_context, features.COMPRESSION)
 
     def parse(serialized):
         parsed = features.parse(serialized, shape)
@@ -117,3 +114,19 @@ def make_dataset(
     if batch_size:
         dataset = dataset.batch(batch_size, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+class ShardSource:
+    """A shards folder as the trainer reads it: batches for training, single examples for evaluation."""
+
+    def __init__(self, data_dir: str, shape: features.Shape):
+        self.data_dir, self.shape = data_dir, shape
+
+    def dataset(self, split: str, batch_size: int | None, training: bool, seed: int | None = None,
+                input_context: tf.distribute.InputContext | None = None, keep_ids: bool = False) -> tf.data.Dataset:
+        """`make_dataset` over these shards."""
+        return make_dataset(self.data_dir, split, self.shape, batch_size, training, seed, input_context, keep_ids)
+
+    def examples(self, split: str) -> tf.data.Dataset:
+        """The split's (inputs, label) examples, unbatched, in file order."""
+        return self.dataset(split, None, training=False)

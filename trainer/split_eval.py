@@ -20,9 +20,6 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from pipeline import features
-from trainer import reader
-
 PADDING_LABEL = -1
 
 
@@ -46,16 +43,11 @@ def distribute_padded(strategy, examples_fn, examples: int, global_batch: int):
     return strategy.distribute_datasets_from_function(dataset_fn), steps
 
 
-def shard_examples(data_dir: str, split: str, shape: features.Shape):
-    """`examples_fn` for a split of the shards: its (inputs, label) examples, unbatched."""
-    return lambda: reader.make_dataset(data_dir, split, shape, None, training=False)
-
-
 class SplitPredictor:
     """`predict(model)` → (labels, probabilities [N, 3]) over the split, on every worker alike.
 
     `examples_fn()` returns the split's unbatched (inputs, label) examples: the shards'
-    (`shard_examples`), or the embedding cache's for the head alone.
+    (`reader.ShardSource.examples`), or the embedding cache's for the head alone.
     """
 
     def __init__(self, strategy, examples_fn, examples: int, global_batch: int):

@@ -17,7 +17,6 @@ worker missing, and every worker resumes from the chief's last backup.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
@@ -60,7 +59,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     trainer_args = argv[argv.index("--") + 1:] if "--" in argv else []
     own = argv[:argv.index("--")] if "--" in argv else argv
-    parser = argparse.ArgumentParser(prog="python -m trainer.vertex_job", description=__doc__.split("\n")[0],
+    parser = cli.Parser(prog="python -m trainer.vertex_job", description=__doc__.split("\n")[0],
                                      epilog="Arguments after -- go to python -m trainer.task.", allow_abbrev=False)
     parser.add_argument("--image", required=True, help="The trainer image (docker/vertex.Dockerfile), pushed.")
     parser.add_argument("--base-output-dir", required=True, help="gs:// folder for the model, checkpoints, logs, metrics.")
@@ -69,7 +68,9 @@ def main(argv=None) -> int:
     parser.add_argument("--accelerator-type", default="NVIDIA_TESLA_T4", help="'' for none (default: NVIDIA_TESLA_T4)")
     parser.add_argument("--accelerator-count", type=int, default=1, help="GPUs per machine (default: 1)")
     parser.add_argument("--out", help="Write the spec here (local or gs://); without it, print it.")
-    options = parser.parse_args(own)
+    options = cli.parse(parser, own)
+    if isinstance(options, int):
+        return options
     try:
         spec = job_spec(options.image, options.base_output_dir, trainer_args, options.workers, options.machine_type,
                         options.accelerator_type, options.accelerator_count)

@@ -16,11 +16,12 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import keras  # noqa: E402
 
 from model import multimodal  # noqa: E402
+from model.config import ModelConfig  # noqa: E402
 from pipeline import features  # noqa: E402
 from trainer import distribution, embedding_cache, reader, split_eval  # noqa: E402
 
 shards, tiny_bert, image_size, seq_length = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-config = multimodal.ModelConfig(text_encoder=tiny_bert, image_encoder="tiny", image_weights="none", projection_dims=16,
+config = ModelConfig(text_encoder=tiny_bert, image_encoder="tiny", image_weights="none", projection_dims=16,
                                 dropout_rate=0.0, image_size=image_size, seq_length=seq_length)
 shape = features.Shape(image_size, seq_length)
 data = reader.make_dataset(shards, "train", shape, 8, training=False).take(2)
@@ -36,11 +37,11 @@ def train(strategy, initial_weights=None):
         model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
     distribution.prepare_for_fit(model, strategy, data.element_spec)
     model.fit(data, epochs=1, verbose=0)
-    examples = reader.read_metadata(shards)["counts"]["test"]["total"]
-    scored = split_eval.SplitPredictor(strategy, split_eval.shard_examples(shards, "test", shape), examples, 4).predict(model)
+    examples = features.read_metadata(shards)["counts"]["test"]["total"]
+    scored = split_eval.SplitPredictor(strategy, lambda: reader.ShardSource(shards, shape).examples("test"), examples, 4).predict(model)
     with tempfile.TemporaryDirectory() as root:
         cache = embedding_cache.EmbeddingCache(strategy, multimodal.encoders_of(model), shards,
-                                               reader.read_metadata(shards), config, root, 4)
+                                               features.read_metadata(shards), config, root, 4)
         cache.ensure()
         cached = {tuple(ids.numpy()): outputs for outputs, _, ids in cache.examples("train", keep_ids=True)}
     return start, model.get_weights(), strategy.num_replicas_in_sync, scored, cached

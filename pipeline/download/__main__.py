@@ -1,0 +1,5 @@
+import sys
+
+from pipeline.download.real_data import main
+
+sys.exit(main())

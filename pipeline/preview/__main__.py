@@ -1,0 +1,5 @@
+import sys
+
+from pipeline.preview.command import main
+
+sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from pipeline.score.command import main
+
+sys.exit(main())

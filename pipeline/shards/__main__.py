@@ -1,0 +1,5 @@
+import sys
+
+from pipeline.shards.command import main
+
+sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from pipeline.synthetic.pairs import main
+
+sys.exit(main())
