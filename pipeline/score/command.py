@@ -70,11 +70,10 @@ def summary_text(summary: dict) -> str:
     lines = [f"rows read {summary['rows_read']} = scored {summary['rows_scored']} + rejected {summary['rows_rejected']}"]
     lines += [f"  rejected {reason}: {count}" for reason, count in summary["rejected_by_reason"].items()]
     lines.append("predicted " + ", ".join(f"{name} {count}" for name, count in summary["predicted_counts"].items()))
-    metrics = summary.get("metrics")
-    if metrics:
-        baseline = metrics["majority_baseline"]
-        lines.append(f"{summary['labelled_rows']} labelled rows: macro-F1 {metrics['macro_f1']:.3f} (majority class "
-                     f"{baseline['macro_f1']:.3f}), accuracy {metrics['accuracy']:.3f} ({baseline['accuracy']:.3f})")
+    if summary.get("metrics"):
+        from pipeline import metrics
+
+        lines.append(f"{summary['labelled_rows']} labelled rows: " + metrics.format_table("scored", summary["metrics"]))
     lines.append(f"wrote {', '.join(summary['files'])}")
     return "\n".join(lines)
 

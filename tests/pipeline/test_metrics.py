@@ -33,3 +33,34 @@ def test_a_class_never_seen_nor_predicted_scores_zero_and_an_empty_split_is_zero
     assert report["macro_f1"] == pytest.approx(1 / 3)
     empty = metrics.classification_report(np.zeros(0, int), np.zeros(0, int))
     assert empty["examples"] == 0 and empty["accuracy"] == 0.0 and empty["macro_f1"] == 0.0
+
+
+def test_bootstrap_intervals_match_resampling_the_examples_and_narrow_with_more_of_them():
+    """The intervals come from the confusion matrix alone; they must agree with resampling the
+    examples themselves, within each true class, and hold the figure they bound."""
+    rng = np.random.default_rng(3)
+    labels = np.repeat([0, 1, 2], [12, 11, 117])
+    predictions = np.where(rng.random(len(labels)) < 0.75, labels, rng.integers(0, 3, len(labels)))
+    report = metrics.classification_report(labels, predictions)
+    intervals = report["intervals"]
+    assert intervals == metrics.classification_report(labels, predictions)["intervals"]  # Seeded.
+    assert intervals["macro_f1"][0] <= report["macro_f1"] <= intervals["macro_f1"][1]
+    for name in ("Contradictory", "Implies", "NoEntailment"):
+        low, high = intervals["recall"][name]
+        assert low <= report["per_class"][name]["recall"] <= high
+
+    direct = []
+    for _ in range(2000):
+        rows = np.concatenate([rng.choice(np.flatnonzero(labels == c), (labels == c).sum()) for c in range(3)])
+        direct.append(metrics.classification_report(labels[rows], predictions[rows])["macro_f1"])
+    expected = np.percentile(direct, [2.5, 97.5])
+    np.testing.assert_allclose(intervals["macro_f1"], expected, atol=0.02)
+
+    ten_times = metrics.report_of_matrix(np.array(report["confusion_matrix"]) * 10)["intervals"]["macro_f1"]
+    assert ten_times[1] - ten_times[0] < (intervals["macro_f1"][1] - intervals["macro_f1"][0]) / 2
+
+
+def test_a_perfect_classifier_has_no_spread():
+    labels = np.array([0, 1, 2, 2, 2])
+    intervals = metrics.classification_report(labels, labels)["intervals"]
+    assert intervals["macro_f1"] == [1.0, 1.0] and intervals["recall"]["Implies"] == [1.0, 1.0]
