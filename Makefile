@@ -10,7 +10,7 @@ MIN_SIDE ?= 300
 MAX_SIDE ?= 800
 IMAGE_SIZE ?= 64
 SEQ_LENGTH ?= 32
-EPOCHS ?= 100
+EPOCHS ?= 50
 BEAM_ARGS ?=
 
 # Google Cloud: the two jobs a user submits (docs/google-cloud.md).
@@ -76,7 +76,7 @@ $(ENCODER)/hf_import.json: | install
 train: shards encoders
 	$(PYTHON) -m trainer.task --data-dir $(SHARDS) --job-dir out/demo \
 		--text-encoder $(ENCODER) --text-pooling mean --image-encoder tiny --image-weights none \
-		--projection-dims 64 --loss weighted-ce --epochs $(EPOCHS)
+		--projection-dims 64 --epochs $(EPOCHS)
 
 # The README's main command: data → shards → encoders → train → evaluate → export → predict.
 demo: train
@@ -106,6 +106,7 @@ bench: install train
 	$(PYTHON) -m benchmarks.training --out docs/benchmarks/training.md
 	$(PYTHON) -m benchmarks.embedding_cache --out docs/benchmarks/embedding_cache.md
 	$(PYTHON) -m benchmarks.scoring --out docs/benchmarks/scoring.md
+	$(PYTHON) -m benchmarks.crossval --out docs/benchmarks/crossval.md
 
 # Pretrained text encoders (imported all-MiniLM-L6-v2) against the tiny BERT: about 40 minutes on 2 cores.
 bench-encoders: install

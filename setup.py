@@ -34,7 +34,7 @@ PIPELINE = [
     "google-crc32c>=1.5,<2",
 ]
 # No scikit-learn: Keras imports it at every `import tensorflow` when it is installed (0.8 s
-# per process); `trainer/evaluation.py` computes its few metrics itself.
+# per process); `pipeline/metrics.py` computes its few metrics itself.
 TRAINER = [
     "matplotlib>=3.8,<4",
     "tensorboard>=2.21,<2.22",

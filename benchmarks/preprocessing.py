@@ -136,7 +136,7 @@ def read_shards(shard_dir: str, image_size: int, epochs: int = 3) -> tuple[float
     from trainer import reader
 
     shape = features.Shape(image_size, 128)
-    steps = reader.read_metadata(shard_dir)["counts"]["train"]["total"] // BATCH_SIZE
+    steps = features.read_metadata(shard_dir)["counts"]["train"]["total"] // BATCH_SIZE
     if steps == 0:
         return None
     dataset = reader.make_dataset(shard_dir, "train", shape, BATCH_SIZE, training=True, seed=0).repeat()

@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="docs/benchmarks/training.md")
     args = parser.parse_args(argv)
 
-    metadata = reader.read_metadata(args.shards)
+    metadata = features.read_metadata(args.shards)
     shape = features.Shape(metadata["image_size"], metadata["seq_length"])
     with tempfile.TemporaryDirectory() as scratch:
         bert = local_encoders.build_tiny_bert(args.vocab, os.path.join(scratch, "bert"), hidden=256, layers=2, heads=4)

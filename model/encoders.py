@@ -95,6 +95,27 @@ class HubTextEncoder(keras.layers.Layer):
                 "pooling": self.pooling}
 
 
+class EachText(keras.layers.Layer):
+    """Both texts of a `separate` pair through one text encoder, in one call: the two batches
+    are stacked, encoded together (one pass over the encoder's weights, as the embedding cache
+    wants it) and split back into the two pooled vectors [B, H] each."""
+
+    def __init__(self, encoder: HubTextEncoder, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = encoder
+
+    def call(self, inputs, training=False):
+        stacked = {key: tf.concat([inputs[f"{text}_{key}"] for text in features.TEXT_KEYS], 0)
+                   for key in features.SINGLE_TEXT_KEYS}
+        stacked["input_type_ids"] = stacked["input_mask"] * 0  # One segment: all 0.
+        pooled = self.encoder(stacked, training=training)
+        return tuple(tf.split(pooled, 2, axis=0))
+
+    def compute_output_spec(self, inputs, training=False):
+        spec = self.encoder.compute_output_spec({key: inputs[f"text_1_{key}"] for key in features.SINGLE_TEXT_KEYS})
+        return spec, spec
+
+
 def image_encoder(name: str, image_size: int, weights: str, trainable: bool) -> keras.Model:
     """uint8-range RGB [S, S, 3] → pooled features, with the backbone's own preprocessing.
 

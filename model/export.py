@@ -7,14 +7,15 @@ and casing, which training already checked against the shards' fingerprint.
 
     signature `serving_default`(text_1 [B] string, text_2 [B] string,
                                 image_1 [B] string, image_2 [B] string)
-      → probabilities float32 [B, 3], label string [B], valid bool [B], error string [B]
+      → probabilities float32 [B, 3], label string [B], valid bool [B], error string [B],
+        reason string [B]
 
-Images are encoded bytes (JPEG, PNG, GIF, BMP, WebP), exactly as read from a file. A pair
-with an image that cannot be used (not an image, corrupt or truncated, or a header announcing
-more pixels than the shards allowed) does not fail the request: its row has `valid` false,
-probabilities all 0, label "" and `error` naming the image and the cause, e.g.
-"image_2: the image data is corrupt or truncated (the codec refused it)". The other rows are
-scored as usual.
+Images are encoded bytes (JPEG, PNG, GIF, BMP, WebP), exactly as read from a file. A pair the
+shards job would have rejected does not fail the request: its row has `valid` false,
+probabilities all 0, label "", `reason` the shards job's reason code (`empty_text`,
+`bad_encoding`, `empty_image`, `image_too_large`, `undecodable_image`) and `error` naming the
+input and the cause, e.g. "image_2: the image data is corrupt or truncated (the codec refused
+it)". The other rows are scored as usual, and an empty request gets empty outputs.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pipeline import cli, features
 
 tf = cli.import_tensorflow()  # Quiet: `python -m model.export --ops` is a command line too.
 from pipeline.features import DEFAULT_MAX_PIXELS
-from pipeline.preprocess import bert_inputs, images
+from pipeline.preprocess import bert_inputs, images, texts
 
 
 class ServingModule(tf.Module):
@@ -45,13 +46,19 @@ class ServingModule(tf.Module):
         self._labels = tf.constant(features.LABELS)
 
     def checked_inputs(self, text_1, text_2, image_1, image_2):
-        """Raw pair batch → (the model's input dict, per-image status int32 [B, 2])."""
-        inputs = dict(self.tokenizer(text_1, text_2))
-        statuses = []
+        """Raw pair batch → (the model's input dict, per-input (reason, message) string tensors
+        [B, 4] in the order of `features.RAW_KEYS`; "" where the input is usable)."""
+        reasons, messages = [], []
+        for text in (text_1, text_2):
+            status = texts.text_status(text)
+            reasons.append(tf.gather(texts.STATUS_REASONS, status))
+            messages.append(tf.gather(texts.STATUS_MESSAGES, status))
+        inputs = dict(self.tokenizer(texts.as_valid_utf8(text_1), texts.as_valid_utf8(text_2)))
         for key, data in zip(features.IMAGE_KEYS, (image_1, image_2)):
             inputs[key], status = images.decode_images(data, self._image_size, self._max_pixels)
-            statuses.append(status)
-        return inputs, tf.stack(statuses, axis=1)
+            reasons.append(tf.gather(images.STATUS_REASONS, status))
+            messages.append(tf.gather(images.STATUS_MESSAGES, status))
+        return inputs, (tf.stack(reasons, axis=1), tf.stack(messages, axis=1))
 
     def model_inputs(self, text_1, text_2, image_1, image_2) -> dict[str, tf.Tensor]:
         """Raw pair batch → the model's input dict (what the Beam job computes, before storage)."""
@@ -59,34 +66,38 @@ class ServingModule(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=key) for key in features.RAW_KEYS])
     def serve(self, text_1, text_2, image_1, image_2):
-        inputs, status = self.checked_inputs(text_1, text_2, image_1, image_2)
-        valid = tf.reduce_all(tf.equal(status, images.HEADER_OK), axis=1)
-        probabilities = tf.where(valid[:, None], self._forward(inputs), 0.0)
+        inputs, (reasons, messages) = self.checked_inputs(text_1, text_2, image_1, image_2)
+        refused = tf.not_equal(reasons, "")
+        valid = tf.logical_not(tf.reduce_any(refused, axis=1))
+        # The model runs only on a non-empty batch: some kernels (oneDNN's convolution) refuse 0 rows.
+        scores = tf.cond(tf.size(text_1) > 0, lambda: tf.cast(self._forward(inputs), tf.float32),
+                         lambda: tf.zeros([0, len(features.LABELS)], tf.float32))
+        probabilities = tf.where(valid[:, None], scores, 0.0)
         label = tf.where(valid, tf.gather(self._labels, tf.argmax(probabilities, axis=-1)), "")
-        messages = tf.constant(images.STATUS_MESSAGES)
-        first_bad = tf.argmax(tf.cast(tf.not_equal(status, images.HEADER_OK), tf.int32), axis=1, output_type=tf.int32)
+        first = tf.argmax(tf.cast(refused, tf.int32), axis=1, output_type=tf.int32)
+        reason = tf.where(valid, "", tf.gather(reasons, first, batch_dims=1))
         error = tf.where(valid, "", tf.strings.join([
-            tf.gather(tf.constant(features.IMAGE_KEYS), first_bad), ": ",
-            tf.gather(messages, tf.gather(status, first_bad, batch_dims=1))]))
-        return {"probabilities": probabilities, "label": label, "valid": valid, "error": error}
+            tf.gather(tf.constant(features.RAW_KEYS), first), ": ", tf.gather(messages, first, batch_dims=1)]))
+        return {"probabilities": probabilities, "label": label, "valid": valid, "error": error, "reason": reason}
 
 
-def tokenizer_for(text_encoder: str, seq_length: int, ops: str = "fast") -> bert_inputs.PairTokenizer:
-    """The tokenizer matching the text encoder's vocabulary asset and casing."""
+def tokenizer_for(text_encoder: str, shape: features.Shape, ops: str = "fast") -> bert_inputs.PairTokenizer:
+    """The tokenizer matching the text encoder's vocabulary asset and casing, and the shards'
+    sequence length and text pairing."""
     vocab, lowercase = bert_inputs.encoder_vocabulary(text_encoder)
-    return bert_inputs.PairTokenizer(vocab, lowercase, seq_length, ops)
+    return bert_inputs.PairTokenizer(vocab, lowercase, shape.seq_length, ops, shape.text_pairing)
 
 
-def export(model, path: str, text_encoder: str, image_size: int, seq_length: int,
-           max_pixels: int = DEFAULT_MAX_PIXELS, tokenizer_ops: str = "fast") -> str:
+def export(model, path: str, text_encoder: str, shape: features.Shape, max_pixels: int = DEFAULT_MAX_PIXELS,
+           tokenizer_ops: str = "fast") -> str:
     """Writes the serving SavedModel to `path` and returns it.
 
-    `max_pixels` should be the limit the shards were built with (`metadata.json`), so that
-    serving refuses exactly the images the Beam job refused. `tokenizer_ops` picks the
-    tokenizer's TF Text ops (`bert_inputs.PairTokenizer`): "classic" for model servers that
-    lack the fast ones.
+    `shape` and `max_pixels` should be the shards' (`metadata.json`), so that serving
+    preprocesses as the Beam job did and refuses exactly the images it refused. `tokenizer_ops`
+    picks the tokenizer's TF Text ops (`bert_inputs.PairTokenizer`): "classic" for model
+    servers that lack the fast ones.
     """
-    module = ServingModule(model, tokenizer_for(text_encoder, seq_length, tokenizer_ops), image_size, max_pixels)
+    module = ServingModule(model, tokenizer_for(text_encoder, shape, tokenizer_ops), shape.image_size, max_pixels)
     tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
     return path
 

@@ -33,8 +33,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 from model.hf_checkpoint import ACTIVATIONS, Checkpoint, ImportRefused, join, read_checkpoint  # noqa: E402
+from pipeline.preprocess import ENCODER_REPORT_FILE  # noqa: E402
 
-REPORT_FILE = "hf_import.json"
+REPORT_FILE = ENCODER_REPORT_FILE
 
 
 def bert_shape(config: dict):

@@ -89,8 +89,9 @@ def build_bert_preprocessor(vocab_file: str, out_dir: str, do_lower_case: bool =
     """Writes the Hub-format preprocessing SavedModel to out_dir; returns out_dir."""
     module = BertPreprocessor(vocab_file, do_lower_case)
     pieces = tf.RaggedTensorSpec([None, None, None], tf.int32, ragged_rank=2)
-    for seq_length in seq_lengths:
-        module.bert_pack_inputs.get_concrete_function([pieces, pieces], seq_length=seq_length)
+    for seq_length in seq_lengths:  # One text, or a pair, as TF Hub's model packs either.
+        for segments in ([pieces], [pieces, pieces]):
+            module.bert_pack_inputs.get_concrete_function(segments, seq_length=seq_length)
     tf.saved_model.save(module, out_dir)
     return out_dir
 

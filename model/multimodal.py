@@ -3,7 +3,8 @@
 Baseline (keras.io "Multimodal entailment"): one image encoder shared by both images, a BERT
 text encoder on the packed pair, each projected to `projection_dims` with one residual GELU
 block and dropout, vision and text projections concatenated, softmax over `features.LABELS`.
-Options: text-only / image-only ablations (`mode`), cross-attention fusion, modality dropout.
+Options: text-only / image-only ablations (`mode`), each text encoded alone (`text_pairing`),
+cross-attention fusion, modality dropout, a linear head (`head`).
 Inputs are built from `features.model_input_specs`, so the model cannot disagree with the
 shards about names, dtypes or shapes.
 """
@@ -74,8 +75,10 @@ def create_encoders(config: ModelConfig) -> keras.Model:
     """Model inputs → the encoders' outputs, the head's inputs (`HEAD_KEYS` that the mode uses).
 
     `image_1_features` and `image_2_features` come from one image encoder shared by both
-    images; `text_features` is the pooled text vector, or, for cross-attention fusion,
-    `text_sequence` with the `input_mask` that says which of its positions are real tokens.
+    images; `text_features` is the pooled text vector of the pair (`joint`), or
+    `text_1_features` and `text_2_features` those of each text (`separate`); for
+    cross-attention fusion, `text_sequence` with the `input_mask` that says which of its
+    positions are real tokens.
     """
     config.check()
     specs = features.model_input_specs(config.shape)
@@ -92,17 +95,31 @@ def create_encoders(config: ModelConfig) -> keras.Model:
             config.text_encoder, trainable=config.train_text_encoder, pooling=config.text_pooling,
             return_sequence=config.fusion == "cross-attention", name="text_encoder",
         )
-        encoded = text_encoder({key: inputs[key] for key in features.TOKEN_KEYS})
-        if config.fusion == "cross-attention":
-            outputs["text_sequence"], outputs["input_mask"] = encoded[1], keras.ops.cast(inputs["input_mask"], "float32")
+        if config.text_pairing == "separate":
+            each = encoders.EachText(text_encoder, name="each_text")({key: inputs[key] for key in config.shape.token_keys})
+            outputs["text_1_features"], outputs["text_2_features"] = each
+        elif config.fusion == "cross-attention":
+            _, outputs["text_sequence"] = text_encoder({key: inputs[key] for key in features.TOKEN_KEYS})
+            outputs["input_mask"] = keras.ops.cast(inputs["input_mask"], "float32")
         else:
-            outputs["text_features"] = encoded
+            outputs["text_features"] = text_encoder({key: inputs[key] for key in features.TOKEN_KEYS})
     # Ablations keep every input (unused ones included), so the same reader and export serve them.
     return keras.Model(inputs, {key: keras.ops.cast(value, "float32") for key, value in outputs.items()}, name="encoders")
 
 
+def text_pair_features(inputs: dict):
+    """The text side of the head's input: the pair's pooled vector (`joint`), or for `separate`
+    the two texts' vectors compared, [u, v, |u - v|, u * v] (as sentence-pair classifiers on
+    sentence embeddings do)."""
+    if "text_features" in inputs:
+        return inputs["text_features"]
+    u, v = inputs["text_1_features"], inputs["text_2_features"]
+    return keras.layers.Concatenate(name="text_pair")([u, v, keras.ops.abs(u - v), u * v])
+
+
 def create_head(config: ModelConfig, feature_shapes: dict[str, tuple]) -> keras.Model:
-    """The encoders' outputs → label probabilities: projections, fusion, classifier.
+    """The encoders' outputs → label probabilities: projections (or none, for `--head linear`),
+    fusion, classifier.
 
     Everything after the encoders is here, modality dropout included, so training the head on
     stored encoder outputs (`trainer/embedding_cache.py`) is training the whole model with
@@ -113,12 +130,11 @@ def create_head(config: ModelConfig, feature_shapes: dict[str, tuple]) -> keras.
     if config.fusion == "cross-attention":
         vision, text = _cross_attention(image_features, inputs["text_sequence"], inputs["input_mask"], config)
     else:
-        vision = text = None
-        if image_features:
-            both = keras.layers.Concatenate(name="both_images")(image_features)
-            vision = project(both, config.projection_dims, config.dropout_rate, "vision")
-        if config.uses_text:
-            text = project(inputs["text_features"], config.projection_dims, config.dropout_rate, "text")
+        vision = keras.layers.Concatenate(name="both_images")(image_features) if image_features else None
+        text = text_pair_features(inputs) if config.uses_text else None
+        if config.head == "projection":
+            vision = None if vision is None else project(vision, config.projection_dims, config.dropout_rate, "vision")
+            text = None if text is None else project(text, config.projection_dims, config.dropout_rate, "text")
     if vision is not None and text is not None:
         if config.modality_dropout:
             vision, text = ModalityDropout(config.modality_dropout, name="modality_dropout")([vision, text])

@@ -45,9 +45,14 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def first_line(text: str) -> str:
+    """The first non-empty line of a (possibly long) error message."""
+    return next((line.strip() for line in str(text).splitlines() if line.strip()), "")
+
+
 def report(error: BaseException, status: int = USAGE_STATUS) -> int:
     """Prints `error: <first line>` to stderr and returns `status`, for `return cli.report(error)`."""
-    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    text = first_line(error) or type(error).__name__
     print(f"error: {text}", file=sys.stderr)
     return status
 
@@ -138,14 +143,16 @@ def dataclass_from_args(config_class, args: argparse.Namespace, **derived):
 # --- Quiet logs ---------------------------------------------------------------------------------
 
 def configure_logs(verbose: bool) -> None:
-    """Log levels for a command: INFO with `verbose`, otherwise errors only (and TF quiet)."""
+    """Log levels for a command: INFO with `verbose`, otherwise errors only, TF quiet, and Beam
+    silent: a job that fails says so in its own one line (`launcher.main`), so Beam's traceback
+    of the failed DoFn is only shown with `--verbose`."""
     # Level 3 hides TF's C++ errors too ("failed call to cuInit" on machines without a GPU);
     # real failures still reach Python as exceptions.
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0" if verbose else os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")
     # Errors only otherwise: Beam warns on the root logger, at every import, about optional GCP
     # clients it cannot find.
     logging.basicConfig(level=logging.INFO if verbose else logging.ERROR, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("apache_beam").setLevel(logging.INFO if verbose else logging.ERROR)
+    logging.getLogger("apache_beam").setLevel(logging.INFO if verbose else logging.CRITICAL)
 
 
 def import_tensorflow(verbose: bool = False):

@@ -14,18 +14,34 @@ Fields of one serialized example (every integer in a `tf.train.Example` is int64
 | `id_1`, `id_2` | bytes, the 19-digit tweet id as text (never a float) | tf.string [] |
 | `text_1`, `text_2` | bytes, UTF-8 raw tweet text (kept for error analysis) | tf.string [] |
 | `image_1`, `image_2` | bytes, the decoded, RGB, resized image re-encoded as JPEG | uint8 [S, S, 3] |
+| `label` | int64 [], index into `LABELS` | int32 [] |
+
+and the texts as BERT inputs, in one of two pairings (`Shape.text_pairing`, recorded in
+metadata.json). `joint`, the baseline's, packs the pair into one sequence:
+
+| key | stored as | parsed to |
+|---|---|---|
 | `input_word_ids` | int64 [L], `[CLS] a [SEP] b [SEP]` then padding | int32 [L] |
 | `input_mask` | int64 [L], 1 for real tokens, 0 for padding | int32 [L] |
 | `input_type_ids` | int64 [L], 0 for `[CLS] a [SEP]`, 1 for `b [SEP]` | int32 [L] |
-| `label` | int64 [], index into `LABELS` | int32 [] |
+
+`separate` packs each text on its own, for encoders trained on single sentences (such as
+sentence-transformers checkpoints); the model encodes each and compares the two vectors:
+
+| key | stored as | parsed to |
+|---|---|---|
+| `text_1_input_word_ids`, `text_2_input_word_ids` | int64 [L], `[CLS] text [SEP]` then padding | int32 [L] |
+| `text_1_input_mask`, `text_2_input_mask` | int64 [L], 1 for real tokens, 0 for padding | int32 [L] |
 
 S is the image size and L the sequence length, both recorded in the shards' metadata.json.
-The BERT input names are the ones TF Hub BERT encoders take, so no renaming happens anywhere.
+The BERT input names are the ones TF Hub BERT encoders take (prefixed by the text in
+`separate`), so no renaming happens anywhere.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 if TYPE_CHECKING:
@@ -38,6 +54,9 @@ ID_KEYS = ("id_1", "id_2")
 TEXT_KEYS = ("text_1", "text_2")
 IMAGE_KEYS = ("image_1", "image_2")
 TOKEN_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
+TEXT_PAIRINGS = ("joint", "separate")
+# One text's BERT inputs in the `separate` pairing (the segment ids are all 0, so not stored).
+SINGLE_TEXT_KEYS = TOKEN_KEYS[:2]
 LABEL_KEY = "label"
 # A pair before any preprocessing: the serving signature's inputs, in this order.
 RAW_KEYS = TEXT_KEYS + IMAGE_KEYS
@@ -60,15 +79,31 @@ DEFAULT_MAX_PIXELS = 89_478_485
 
 @dataclasses.dataclass(frozen=True)
 class Shape:
-    """The two sizes every shard, reader and model input must agree on.
+    """What every shard, reader and model input must agree on.
 
     Attributes:
       image_size: Side of the square RGB images stored in the shards (pixels).
-      seq_length: Length of the packed BERT inputs, padding included.
+      seq_length: Length of the packed BERT inputs (of each text with `separate`), padding included.
+      text_pairing: `joint` (the pair packed into one sequence) or `separate` (each text packed alone).
     """
 
     image_size: int = DEFAULT_IMAGE_SIZE
     seq_length: int = DEFAULT_SEQ_LENGTH
+    text_pairing: str = "joint"
+
+    @property
+    def token_keys(self) -> tuple[str, ...]:
+        """The keys of the texts' BERT inputs in this pairing."""
+        return token_keys(self.text_pairing)
+
+
+def token_keys(text_pairing: str) -> tuple[str, ...]:
+    """The keys of the texts' BERT inputs: `TOKEN_KEYS`, or each text's own with `separate`."""
+    if text_pairing not in TEXT_PAIRINGS:
+        raise ValueError(f"text pairing must be one of {', '.join(TEXT_PAIRINGS)}, not {text_pairing!r}")
+    if text_pairing == "joint":
+        return TOKEN_KEYS
+    return tuple(f"{text}_{key}" for text in TEXT_KEYS for key in SINGLE_TEXT_KEYS)
 
 
 def example_spec(shape: Shape, keys: Sequence[str] | None = None) -> dict[str, tf.io.FixedLenFeature]:
@@ -76,7 +111,7 @@ def example_spec(shape: Shape, keys: Sequence[str] | None = None) -> dict[str, t
     import tensorflow as tf
 
     spec = {key: tf.io.FixedLenFeature([], tf.string) for key in ID_KEYS + TEXT_KEYS + IMAGE_KEYS}
-    spec.update({key: tf.io.FixedLenFeature([shape.seq_length], tf.int64) for key in TOKEN_KEYS})
+    spec.update({key: tf.io.FixedLenFeature([shape.seq_length], tf.int64) for key in shape.token_keys})
     spec[LABEL_KEY] = tf.io.FixedLenFeature([], tf.int64)
     return spec if keys is None else {key: spec[key] for key in keys}
 
@@ -89,7 +124,7 @@ def model_input_specs(shape: Shape) -> dict[str, tf.TensorSpec]:
         key: tf.TensorSpec([shape.image_size, shape.image_size, 3], tf.uint8, name=key)
         for key in IMAGE_KEYS
     }
-    specs.update({key: tf.TensorSpec([shape.seq_length], tf.int32, name=key) for key in TOKEN_KEYS})
+    specs.update({key: tf.TensorSpec([shape.seq_length], tf.int32, name=key) for key in shape.token_keys})
     return specs
 
 
@@ -125,7 +160,7 @@ def to_example(
         feature[key] = _bytes_feature(value.encode("utf-8"))
     for key, value in zip(IMAGE_KEYS, encoded_images, strict=True):
         feature[key] = _bytes_feature(bytes(value))
-    for key in TOKEN_KEYS:
+    for key in shape.token_keys:
         values = list(tokens[key])
         if len(values) != shape.seq_length:
             raise ValueError(f"{key} has length {len(values)}, expected {shape.seq_length}")
@@ -147,7 +182,7 @@ def parse(serialized: tf.Tensor, shape: Shape) -> dict[str, tf.Tensor]:
         image = tf.io.decode_jpeg(raw[key], channels=3)
         image.set_shape([shape.image_size, shape.image_size, 3])
         parsed[key] = image
-    for key in TOKEN_KEYS + (LABEL_KEY,):
+    for key in shape.token_keys + (LABEL_KEY,):
         parsed[key] = tf.cast(raw[key], tf.int32)
     return parsed
 
@@ -188,3 +223,11 @@ def shard_files(data_dir: str, split: str) -> list[str]:
     if not files:
         raise FileNotFoundError(f"no {split} shards match {pattern}")
     return files
+
+
+def stable_hash(text: str, seed: int) -> int:
+    """A pair key's seeded hash, the same on every machine, process and Python version (unlike
+    `hash`): it orders the pairs of a label for the splits (`pipeline.shards.stage2_split`) and
+    for cross-validation's folds (`trainer.crossval`)."""
+    digest = hashlib.sha256(f"{seed}:{text}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big")

@@ -18,22 +18,19 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import glob
 import importlib
 import json
 import os
-import shutil
 import sys
 import time
 import traceback
 import uuid
 from typing import Callable
 
-from pipeline import cli, features
+from pipeline import cli, features, output_folder
 from pipeline.cli import NOT_A_FLAG, REQUIRED, UsageError
 from pipeline.inputs import csv_files
-
-TEMP_PREFIX = ".tmp-"
+from pipeline.output_folder import TEMP_PREFIX, is_remote
 
 
 class JobFailed(Exception):
@@ -197,55 +194,6 @@ def processes_per_machine(options) -> int:
     return 1
 
 
-def is_remote(path: str) -> bool:
-    return "://" in path
-
-
-def prepare_output(out_dir: str, overwrite: bool, outputs: tuple[str, ...], complete: str) -> None:
-    """Fails early if --out cannot be written or holds an earlier run's output (unless --overwrite).
-
-    With --overwrite, the completion file goes first, so that a rerun that fails half-way
-    never leaves a folder that looks complete; then the other old files and the temporary
-    folders of runs that crashed.
-    """
-    from apache_beam.io.filesystems import FileSystems
-
-    try:
-        if not is_remote(out_dir):
-            os.makedirs(out_dir, exist_ok=True)
-        probe = FileSystems.join(out_dir, ".write-test")
-        with FileSystems.create(probe) as handle:
-            handle.write(b"ok")
-        FileSystems.delete([probe])
-    except Exception as error:  # noqa: BLE001  Any failure here means "cannot write".
-        raise UsageError(f"--out {out_dir} is not writable: {error}") from None
-    patterns = [FileSystems.join(out_dir, name) for name in outputs + (complete, f"{TEMP_PREFIX}*/*")]
-    existing = sorted({m.path for result in FileSystems.match(patterns) for m in result.metadata_list})
-    if existing and not overwrite:
-        raise UsageError(
-            f"--out {out_dir} already holds {len(existing)} files of an earlier run; pass --overwrite to replace them"
-        )
-    completion = FileSystems.join(out_dir, complete)
-    for batch in ([path for path in existing if path == completion], [path for path in existing if path != completion]):
-        if batch:
-            FileSystems.delete(batch)
-    if not is_remote(out_dir):  # Local folders outlive their files; gs:// has no folders.
-        for folder in glob.glob(os.path.join(glob.escape(out_dir), TEMP_PREFIX + "*")):
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def delete_temp_dir(settings: BeamJobSettings) -> None:
-    """Removes this run's temporary folder and everything in it (retried bundles' leftovers too)."""
-    from apache_beam.io.filesystems import FileSystems
-
-    pattern = f"{settings.temp_dir}/*"
-    leftovers = [m.path for result in FileSystems.match([pattern]) for m in result.metadata_list]
-    if leftovers:
-        FileSystems.delete(leftovers)
-    if FileSystems.exists(settings.temp_dir):
-        FileSystems.delete([settings.temp_dir])
-
-
 def job_failed(error: Exception, verbose: bool) -> JobFailed:
     """The one-line JobFailed of whatever stopped a Beam job (the traceback with --verbose)."""
     if verbose:
@@ -267,7 +215,7 @@ def run(job: BeamJob, argv: list[str] | None = None, test_pipeline=None) -> dict
     options = pipeline_options(beam_args)
     if not is_remote(settings.images) and not os.path.isdir(settings.images):
         raise UsageError(f"--images {settings.images} is not a folder")
-    prepare_output(settings.out, settings.overwrite, job.outputs, job.completion_file)
+    output_folder.prepare(settings.out, settings.overwrite, job.outputs, job.completion_file)
     pattern = settings.csv
     if pattern.startswith(("http://", "https://")):
         pattern = csv_files.fetch_csv(pattern, settings.out)
@@ -289,12 +237,12 @@ def run(job: BeamJob, argv: list[str] | None = None, test_pipeline=None) -> dict
         FileSystems.mkdirs(settings.temp_dir)
         pipeline.run().wait_until_finish()
     except KeyboardInterrupt:
-        delete_temp_dir(settings)
+        output_folder.delete_temp_dir(settings.temp_dir)
         raise
     except Exception as error:  # noqa: BLE001  Whatever failed, the folder must not look complete.
-        delete_temp_dir(settings)
+        output_folder.delete_temp_dir(settings.temp_dir)
         raise job_failed(error, settings.verbose) from None
-    delete_temp_dir(settings)  # Whatever retried bundles left behind.
+    output_folder.delete_temp_dir(settings.temp_dir)  # Whatever retried bundles left behind.
     seconds = time.monotonic() - started
     with FileSystems.open(FileSystems.join(settings.out, job.completion_file)) as handle:
         result = json.loads(handle.read().decode("utf-8"))

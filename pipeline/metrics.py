@@ -15,6 +15,15 @@ from pipeline import features
 BOOTSTRAP_RESAMPLES = 2000
 
 
+def class_weights(train_counts: dict[int, int]) -> dict[str, float]:
+    """n / (classes · n_c) per label (scikit-learn's 'balanced'); 0 for a label absent from train."""
+    total = sum(train_counts.values())
+    return {
+        name: (total / (len(features.LABELS) * train_counts[index]) if train_counts.get(index) else 0.0)
+        for index, name in enumerate(features.LABELS)
+    }
+
+
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
     """[true, predicted] counts over every label of `features.LABELS`."""
     classes = len(features.LABELS)

@@ -158,6 +158,16 @@ def shards(dataset, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def separate_shards(dataset, tmp_path_factory):
+    """The good rows' shards with each text packed alone (`--text-pairing separate`); (out_dir, metadata)."""
+    from pipeline.shards import command as shards_command
+
+    out = tmp_path_factory.mktemp("separate_shards")
+    metadata = shards_command.run(job_args(dataset, out, csv_key="good_csv", extra=["--text-pairing", "separate"]))
+    return out, metadata
+
+
+@pytest.fixture(scope="session")
 def tiny_bert(dataset, tmp_path_factory):
     """A TF Hub-format BERT SavedModel with the data set's vocabulary (built once per run)."""
     from model import local_encoders
@@ -173,3 +183,19 @@ def hub_preprocessor(dataset, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("encoders") / "bert_preprocess"
     return local_encoders.build_bert_preprocessor(str(dataset["vocab"]), str(out), True, (SEQ_LENGTH, 9))
+
+
+@pytest.fixture(scope="session")
+def model_dir(tiny_bert, tmp_path_factory):
+    """An export of an untrained model with the tiny encoders, for the scoring job's tests."""
+    import keras
+
+    from model import export, multimodal
+    from model.config import ModelConfig
+    from pipeline import features
+
+    keras.utils.set_random_seed(3)
+    config = ModelConfig(text_encoder=tiny_bert, image_encoder="tiny", image_weights="none", projection_dims=16,
+                         image_size=IMAGE_SIZE, seq_length=SEQ_LENGTH)
+    return export.export(multimodal.create_model(config), str(tmp_path_factory.mktemp("scored") / "serving"),
+                         tiny_bert, features.Shape(IMAGE_SIZE, SEQ_LENGTH))

@@ -52,7 +52,8 @@ def test_each_role_installs_only_what_it_needs(monkeypatch):
 
 @pytest.mark.parametrize("blocked, modules", [
     ("apache_beam", "trainer.task trainer.split_eval trainer.callbacks trainer.embedding_cache trainer.vertex_job "
-                    "model.export model.predict trainer.error_analysis pipeline.preview.command pipeline.metrics"),
+                    "model.export model.predict trainer.error_analysis pipeline.preview.command pipeline.metrics "
+                    "trainer.crossval pipeline.verify"),
     ("matplotlib", "pipeline.shards.command pipeline.shards.job pipeline.score.job model.export"),
 ])
 def test_each_role_imports_without_the_other_roles_libraries(blocked, modules):

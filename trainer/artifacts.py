@@ -55,6 +55,14 @@ def write_json(path: str, value) -> None:
     tf.io.gfile.rename(temporary, path, overwrite=True)
 
 
+def read_json(path: str):
+    """The JSON file's contents, or None when there is no such file."""
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as handle:
+        return json.load(handle)
+
+
 def remove_tree(path: str) -> None:
     if tf.io.gfile.exists(path):
         tf.io.gfile.rmtree(path)

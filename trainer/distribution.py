@@ -98,6 +98,17 @@ def in_multi_worker_mode(strategy) -> bool:
     return bool(getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)())
 
 
+def any_worker(strategy, flag: bool) -> bool:
+    """Whether `flag` is set on any worker: a collective every worker must call at the same
+    point; on one machine, the flag itself."""
+    if not in_multi_worker_mode(strategy):
+        return bool(flag)
+    import tensorflow as tf
+
+    per_replica = strategy.run(lambda: tf.constant(int(flag), tf.int32))
+    return int(strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)) > 0
+
+
 def prepare_for_fit(model, strategy, element_spec) -> None:
     """Works around two keras 3.15 bugs that stop `fit` under MultiWorkerMirroredStrategy.
 

@@ -33,11 +33,11 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline import features
-from trainer import artifacts, reader, split_eval
+from trainer import artifacts, distribution, reader, split_eval
 
 # The model settings the encoder outputs depend on (the head's own do not key the cache).
-ENCODER_SETTINGS = ("text_encoder", "image_encoder", "image_weights", "text_pooling", "mode", "fusion",
-                    "image_size", "seq_length")
+ENCODER_SETTINGS = ("text_encoder", "image_encoder", "image_weights", "text_pooling", "text_pairing", "mode",
+                    "fusion", "image_size", "seq_length")
 COMPLETE_FILE = "complete.json"
 STORED_DTYPE = np.float32  # float16 would halve the size (docs/benchmarks.md: what it changes).
 
@@ -90,10 +90,11 @@ class EmbeddingCache:
         if tf.io.gfile.exists(marker):
             with tf.io.gfile.GFile(marker) as handle:
                 stored = json.load(handle)
-            usable = stored.get("key") == self.key and stored.get("counts") == self._counts()
+            usable = stored.get("key") == self.key and stored.get("counts") == self._counts() and \
+                stored.get("file_bytes") == self._file_bytes()
         # Building is collective (every worker runs the same gathers), so all workers build if
         # any must: a restarted non-chief has lost its copy while the chief's is whole.
-        if not self._any_worker(not usable):
+        if not distribution.any_worker(self._strategy, not usable):
             print(f"embedding cache: reusing {self.folder}")
             return
         for stale in tf.io.gfile.glob(os.path.join(self.root, "*")):  # Other keys, or a half-written one.
@@ -108,11 +109,24 @@ class EmbeddingCache:
             print(f"embedding cache: {split} {counts[split]} examples in {seconds:.1f}s "
                   f"({counts[split] / max(seconds, 1e-9):.1f} examples/s)", flush=True)
         artifacts.write_json(marker, {"key": self.key, "counts": counts, "dtype": np.dtype(STORED_DTYPE).name,
-                                      "shapes": self.shapes})
+                                      "shapes": self.shapes, "file_bytes": self._file_bytes()})
 
-    def _any_worker(self, flag: bool) -> bool:
-        per_replica = self._strategy.run(lambda: tf.constant(int(flag), tf.int32))
-        return int(self._strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)) > 0
+    def _file_bytes(self) -> dict[str, int]:
+        """Each cache file's size: a cache whose files changed after `complete.json` is rebuilt."""
+        return {os.path.basename(path): tf.io.gfile.stat(path).length
+                for split in features.SPLITS for path in self._files(split)}
+
+    def damaged_files(self) -> list[str]:
+        """The cache files that cannot be read through (TFRecord checks every record's CRC)."""
+        damaged = []
+        for split in features.SPLITS:
+            for path in self._files(split):
+                try:
+                    for _ in tf.data.TFRecordDataset(path):
+                        pass
+                except tf.errors.OpError:
+                    damaged.append(os.path.basename(path))
+        return damaged
 
     def _counts(self) -> dict[str, int]:
         return {split: self._metadata["counts"][split]["total"] for split in features.SPLITS}
@@ -175,16 +189,53 @@ class EmbeddingCache:
         """The split's cached (outputs, label[, ids]) examples, unbatched, in file order."""
         return self.dataset(split, None, training=False, keep_ids=keep_ids)
 
+    def _files(self, split: str) -> list[str]:
+        return sorted(tf.io.gfile.glob(os.path.join(self.folder, f"{split}-*-of-*.tfrecord")))
+
+    def pairs(self, training: bool, seed: int | None = None,
+              input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+        """Like `reader.ShardSource.pairs`: every split's (encoder outputs, label, pair key)."""
+        files = [path for split in features.SPLITS for path in self._files(split)]
+        parse = self._parse(keep_ids=True)
+
+        def keyed(serialized):
+            stored, label, ids = parse(serialized)
+            return stored, label, tf.strings.join([tf.strings.as_string(ids[0]), tf.strings.as_string(ids[1])], "-")
+
+        return reader.read_records(files, training, seed, input_context).map(
+            keyed, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training or seed is not None)
+
+    def labelled_pairs(self) -> list[tuple[str, int]]:
+        """(pair key, label) of every cached example of every split."""
+        return [(key.decode(), int(label)) for _, label, key in self.pairs(False).as_numpy_iterator()]
+
     def dataset(self, split: str, batch_size: int | None, training: bool, seed: int | None = None,
                 input_context: tf.distribute.InputContext | None = None, keep_ids: bool = False) -> tf.data.Dataset:
         """Like `reader.ShardSource.dataset`, over the cache: batches of (encoder outputs, label)."""
-        files = sorted(tf.io.gfile.glob(os.path.join(self.folder, f"{split}-*-of-*.tfrecord")))
+        files = self._files(split)
         deterministic = not training or seed is not None
         dataset = reader.read_records(files, training, seed, input_context).map(
             self._parse(keep_ids), num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
         if batch_size:
             dataset = dataset.batch(batch_size, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE)
         return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def stored_outputs(folder: str) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
+    """A complete cache folder read whole, without the model: (pair keys, labels, each encoder
+    output stacked [N, ...]); for benchmarks and anyone who wants the frozen features."""
+    with tf.io.gfile.GFile(os.path.join(folder, COMPLETE_FILE)) as handle:
+        shapes = {key: tuple(shape) for key, shape in json.load(handle)["shapes"].items()}
+    spec = {features.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64), "ids": tf.io.FixedLenFeature([2], tf.int64),
+            **{key: tf.io.FixedLenFeature([], tf.string) for key in shapes}}
+    keys, labels, outputs = [], [], {key: [] for key in shapes}
+    for serialized in tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(os.path.join(folder, "*.tfrecord")))):
+        example = tf.io.parse_single_example(serialized, spec)
+        keys.append("-".join(str(int(value)) for value in example["ids"].numpy()))
+        labels.append(int(example[features.LABEL_KEY]))
+        for key, shape in shapes.items():
+            outputs[key].append(np.frombuffer(example[key].numpy(), STORED_DTYPE).reshape(shape))
+    return keys, np.array(labels), {key: np.stack(values) for key, values in outputs.items()}
 
 
 def _int64s(values) -> tf.train.Feature:

@@ -12,6 +12,8 @@ pipeline reads its own subset of files.
 
 from __future__ import annotations
 
+import contextlib
+
 import tensorflow as tf
 
 from pipeline import features
@@ -20,7 +22,7 @@ SHUFFLE_BUFFER = 4096
 
 
 class MetadataMismatch(ValueError):
-    """Shards were written for another image size, sequence length or vocabulary."""
+    """Shards were written for another image size, sequence length, text pairing or vocabulary."""
 
 
 def check_metadata(metadata: dict, shape: features.Shape, vocab_fingerprint: str | None) -> None:
@@ -30,6 +32,8 @@ def check_metadata(metadata: dict, shape: features.Shape, vocab_fingerprint: str
         problems.append(f"image size {metadata.get('image_size')} in the shards, {shape.image_size} in the model")
     if metadata.get("seq_length") != shape.seq_length:
         problems.append(f"sequence length {metadata.get('seq_length')} in the shards, {shape.seq_length} in the model")
+    if metadata.get("text_pairing", "joint") != shape.text_pairing:
+        problems.append(f"text pairing {metadata.get('text_pairing', 'joint')} in the shards, {shape.text_pairing} in the model")
     if vocab_fingerprint is not None and metadata.get("vocab_fingerprint") != vocab_fingerprint:
         problems.append(
             f"vocabulary {metadata.get('vocab_fingerprint')} in the shards, {vocab_fingerprint} in the text encoder"
@@ -37,13 +41,56 @@ def check_metadata(metadata: dict, shape: features.Shape, vocab_fingerprint: str
     if problems:
         raise MetadataMismatch(
             "shards do not match the model: " + "; ".join(problems)
-            + ". Rebuild the shards with matching --image-size/--seq-length/--vocab, or change the model flags."
+            + ". Rebuild the shards with matching --image-size/--seq-length/--text-pairing/--vocab, or change the "
+            "model flags."
         )
 
 
-def to_model_inputs(parsed: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+class DamagedShards(ValueError):
+    """A file of the shards (or of the embedding cache) is not the one that was written."""
+
+
+def check_files(data_dir: str, metadata: dict) -> None:
+    """Refuses shards whose files are missing or not of the size metadata.json recorded (a cut
+    copy, a half-finished `gsutil cp`), before any training; one listing, no file read."""
+    from pipeline import verify
+
+    bad = [check for check in verify.check(data_dir, metadata) if check.problem]
+    if bad:
+        raise DamagedShards(verify.damage_line(data_dir, bad))
+
+
+class _Sources:
+    cache = None  # The embedding cache, once there is one, to check as well.
+
+
+@contextlib.contextmanager
+def damage_named(data_dir: str, metadata: dict):
+    """Turns a corrupt record met while reading (TF's `DataLossError`, or a record that does
+    not parse) into one `DamagedShards` naming the file, found by reading every file (the error
+    itself names none). Any other error passes as it is. Yields a holder whose `cache` the
+    caller sets to the embedding cache, whose files are then checked too."""
+    sources = _Sources()
+    try:
+        yield sources
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
+        if isinstance(error, tf.errors.InvalidArgumentError) and "parse" not in str(error.message).lower():
+            raise  # A shape or label error, not a damaged record: nothing to look for in the files.
+        from pipeline import verify
+
+        bad = [check for check in verify.check(data_dir, metadata, full=True) if check.problem]
+        if bad:
+            raise DamagedShards(verify.damage_line(data_dir, bad)) from None
+        damaged = sources.cache.damaged_files() if sources.cache is not None else []
+        if damaged:
+            raise DamagedShards(f"the embedding cache file {damaged[0]} is damaged: delete {sources.cache.folder}, "
+                                "and the next run builds it again") from None
+        raise
+
+
+def to_model_inputs(parsed: dict[str, tf.Tensor], shape: features.Shape) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
     """Parsed example → (the model's inputs, integer label)."""
-    inputs = {key: parsed[key] for key in features.IMAGE_KEYS + features.TOKEN_KEYS}
+    inputs = {key: parsed[key] for key in features.IMAGE_KEYS + shape.token_keys}
     return inputs, parsed[features.LABEL_KEY]
 
 
@@ -105,7 +152,7 @@ def make_dataset(
 
     def parse(serialized):
         parsed = features.parse(serialized, shape)
-        inputs, label = to_model_inputs(parsed)
+        inputs, label = to_model_inputs(parsed, shape)
         if keep_ids:
             inputs.update({key: parsed[key] for key in features.ID_KEYS})
         return inputs, label
@@ -130,3 +177,27 @@ class ShardSource:
     def examples(self, split: str) -> tf.data.Dataset:
         """The split's (inputs, label) examples, unbatched, in file order."""
         return self.dataset(split, None, training=False)
+
+    def pairs(self, training: bool, seed: int | None = None,
+              input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+        """Every split's (inputs, label, pair key "id_1-id_2") examples, unbatched: what
+        cross-validation regroups into folds (`trainer.crossval`)."""
+        files = [path for split in features.SPLITS for path in features.shard_files(self.data_dir, split)]
+        deterministic = not training or seed is not None
+
+        def parse(serialized):
+            parsed = features.parse(serialized, self.shape)
+            inputs, label = to_model_inputs(parsed, self.shape)
+            return inputs, label, tf.strings.join([parsed[key] for key in features.ID_KEYS], "-")
+
+        return read_records(files, training, seed, input_context, features.COMPRESSION).map(
+            parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+
+    def labelled_pairs(self) -> list[tuple[str, int]]:
+        """(pair key, label) of every example of every split, read without decoding images."""
+        keys = features.ID_KEYS + (features.LABEL_KEY,)
+        files = [path for split in features.SPLITS for path in features.shard_files(self.data_dir, split)]
+        batches = read_records(files, False, compression=features.COMPRESSION).batch(1024).map(
+            lambda batch: features.parse_stored(batch, keys, self.shape))
+        return [(f"{first.decode()}-{second.decode()}", int(label)) for batch in batches.as_numpy_iterator()
+                for first, second, label in zip(batch["id_1"], batch["id_2"], batch[features.LABEL_KEY])]

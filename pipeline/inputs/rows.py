@@ -34,6 +34,10 @@ from typing import Mapping
 from pipeline.features import CSV_COLUMNS, LABEL_INDEX
 from pipeline.inputs.csv_records import CsvFault, CsvRow, printable
 
+# Every reason code above, in the table's order (the scoring job adds `inference_failed`).
+REASONS = ("bad_encoding", "bad_cell_count", "malformed_csv", "record_too_large", "bad_header", "bad_id", "empty_text",
+           "unknown_label", "bad_image_url", "path_traversal", "duplicate_pair", "missing_image", "empty_image",
+           "image_too_large", "undecodable_image")
 # What the scoring job needs: the same columns, with `label` optional.
 PAIR_COLUMNS = CSV_COLUMNS[:-1]
 REJECTED_FILE = "rejected.jsonl"  # Where both jobs write their `Rejection`s, one JSON line each.

@@ -12,3 +12,6 @@ was (no training/serving skew). They are TF ops, not Python, for that reason.
 # The two ways `bert_inputs.PairTokenizer` can tokenize (same tokens, different TF Text ops):
 # here, so that command lines can check a flag without importing TensorFlow.
 TOKENIZER_OPS = ("fast", "classic")
+# What `model.import_hf` writes beside an imported encoder: its source, and the pooling the
+# checkpoint was trained for (`recommended_text_pooling`), which `bert_inputs.encoder_pooling` reads.
+ENCODER_REPORT_FILE = "hf_import.json"

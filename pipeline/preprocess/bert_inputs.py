@@ -1,10 +1,12 @@
 """A tweet pair's texts → BERT inputs, as TF ops: one tokenizer for the Beam job and serving.
 
-`[CLS] text_1 [SEP] text_2 [SEP]`, segment ids 0/1, mask, padded to the sequence length;
-truncation is round-robin, so a long first tweet cannot push the second one out. The
-vocabulary and casing must be the text encoder's; `vocab_fingerprint` identifies them, and
-the shards, the trainer and the export all compare it. `PairTokenizer` is a `tf.Module`, so
-the exported model carries it (vocabulary included) and serving tokenizes as the job did.
+In the `joint` pairing (the baseline's): `[CLS] text_1 [SEP] text_2 [SEP]`, segment ids 0/1,
+mask, padded to the sequence length; truncation is round-robin, so a long first tweet cannot
+push the second one out. In the `separate` pairing each text is packed on its own,
+`[CLS] text [SEP]`, cut and padded to the sequence length (`features` names the keys). The
+vocabulary and casing must be the text encoder's; `vocab_fingerprint` identifies them, and the
+shards, the trainer and the export all compare it. `PairTokenizer` is a `tf.Module`, so the
+exported model carries it (vocabulary included) and serving tokenizes as the job did.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from pipeline.preprocess import TOKENIZER_OPS
+from pipeline import features
+from pipeline.preprocess import ENCODER_REPORT_FILE, TOKENIZER_OPS
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
@@ -47,6 +50,20 @@ def encoder_vocabulary(handle: str) -> tuple[list[str], bool]:
 
     encoder = hub.load(handle)
     return read_vocab(encoder.vocab_file.asset_path.numpy().decode("utf-8")), bool(encoder.do_lower_case.numpy())
+
+
+def encoder_pooling(handle: str) -> str | None:
+    """The pooling an imported encoder's checkpoint was trained for (`cls` or `mean`), from its
+    `ENCODER_REPORT_FILE`; None for an encoder without one (TF Hub's own)."""
+    import json
+
+    if handle.startswith(("http://", "https://")):  # A TF Hub handle: no report.
+        return None
+    path = f"{handle.rstrip('/')}/{ENCODER_REPORT_FILE}"
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as handle_file:
+        return json.load(handle_file).get("recommended_text_pooling")
 
 
 def packing_ids(vocab: Sequence[str]) -> tuple[int, int, int]:
@@ -84,18 +101,18 @@ def pair_lengths(segments) -> tf.Tensor:
 
 
 def pack_segments(segments, seq_length: int, ids: tuple[int, int, int]) -> dict[str, tf.Tensor]:
-    """Token-id segments (ragged [B, (tokens)] each) → `[CLS] a [SEP] b [SEP]` BERT inputs.
+    """One or two token-id segments (ragged [B, (tokens)] each) → `[CLS] a [SEP] (b [SEP])` BERT inputs.
 
-    Round-robin truncation (a long first segment cannot push the second out), segment ids
-    0, 1, ..., mask, padding to `seq_length`; int32 [B, seq_length] each, as TF Hub's BERT
-    preprocessing models return them. `ids` comes from `packing_ids`. TF Text's combine and
-    pad functions are core ops.
+    A pair is cut round-robin (a long first segment cannot push the second out), one segment
+    at its end; then segment ids 0, 1, mask, padding to `seq_length`; int32 [B, seq_length]
+    each, as TF Hub's BERT preprocessing models return them. `ids` comes from `packing_ids`.
+    TF Text's combine and pad functions are core ops.
     """
     import tensorflow_text as text
 
     cls_id, sep_id, pad_id = ids
-
-    trimmed = round_robin_trim(segments, seq_length - len(segments) - 1)
+    budget = seq_length - len(segments) - 1
+    trimmed = [segments[0][:, :budget]] if len(segments) == 1 else round_robin_trim(segments, budget)
     word_ids, type_ids = text.combine_segments(trimmed, start_of_sequence_id=cls_id, end_of_segment_id=sep_id)
     word_ids, mask = text.pad_model_inputs(word_ids, max_seq_length=seq_length, pad_value=pad_id)
     type_ids, _ = text.pad_model_inputs(type_ids, max_seq_length=seq_length)
@@ -104,6 +121,32 @@ def pack_segments(segments, seq_length: int, ids: tuple[int, int, int]) -> dict[
         "input_mask": tf.cast(mask, tf.int32),
         "input_type_ids": tf.cast(type_ids, tf.int32),
     }
+
+
+def pack_each(segments, seq_length: int, ids: tuple[int, int, int]) -> dict[str, tf.Tensor]:
+    """Token-id segments (ragged [B, (tokens)] each) → each packed alone as `[CLS] text [SEP]`.
+
+    The `separate` pairing's inputs: each text cut to `seq_length - 2` tokens, wrapped and
+    padded; int32 [B, seq_length] per key of `features.token_keys("separate")`.
+    """
+    inputs = {}
+    for text, segment in zip(features.TEXT_KEYS, segments, strict=True):
+        packed = pack_segments([segment], seq_length, ids)
+        inputs.update({f"{text}_{key}": packed[key] for key in features.SINGLE_TEXT_KEYS})
+    return inputs
+
+
+def longest_text_lengths(segments) -> tf.Tensor:
+    """Tokens of the longer text as `[CLS] text [SEP]`, before any truncation, int64 [B]: in the
+    `separate` pairing a pair is cut when this exceeds the sequence length."""
+    return tf.reduce_max(tf.stack([tf.cast(segment.row_lengths(), tf.int64) for segment in segments]), axis=0) + 2
+
+
+def pack(segments, seq_length: int, ids: tuple[int, int, int], pairing: str) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+    """The pair's BERT inputs in `pairing`, and each pair's length before truncation."""
+    if pairing == "separate":
+        return pack_each(segments, seq_length, ids), longest_text_lengths(segments)
+    return pack_segments(segments, seq_length, ids), pair_lengths(segments)
 
 
 class PairTokenizer(tf.Module):
@@ -120,7 +163,8 @@ class PairTokenizer(tf.Module):
     servers that link a TF Text without the fast ones (tensorflow/serving#2064).
     """
 
-    def __init__(self, vocab: Sequence[str], lowercase: bool, seq_length: int, ops: str = "fast"):
+    def __init__(self, vocab: Sequence[str], lowercase: bool, seq_length: int, ops: str = "fast",
+                 pairing: str = "joint"):
         super().__init__(name="pair_tokenizer")
         import tensorflow_text as text  # Registers the TF Text ops; needed in every process.
 
@@ -128,8 +172,10 @@ class PairTokenizer(tf.Module):
             raise ValueError(f"seq_length must be at least 5, got {seq_length}")
         if ops not in TOKENIZER_OPS:
             raise ValueError(f"ops must be one of {TOKENIZER_OPS}, got {ops!r}")
+        features.token_keys(pairing)  # Refuses an unknown pairing.
         vocab = list(vocab)
         self.seq_length = seq_length
+        self.pairing = pairing
         self.lowercase = lowercase
         self.ops = ops
         self.fingerprint = vocab_fingerprint(vocab, lowercase)
@@ -149,13 +195,13 @@ class PairTokenizer(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)] * 2, autograph=False)
     def __call__(self, text_1: tf.Tensor, text_2: tf.Tensor) -> dict[str, tf.Tensor]:
-        return pack_segments([self._tokenize(text_1), self._tokenize(text_2)], self.seq_length, self._packing_ids)
+        return self.pack_counted(text_1, text_2)[0]
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)] * 2, autograph=False)
     def pack_counted(self, text_1: tf.Tensor, text_2: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        """`__call__`'s BERT inputs, and each pair's length before truncation (`pair_lengths`)."""
+        """`__call__`'s BERT inputs, and each pair's length before truncation (`pack`)."""
         segments = [self._tokenize(text_1), self._tokenize(text_2)]
-        return pack_segments(segments, self.seq_length, self._packing_ids), pair_lengths(segments)
+        return pack(segments, self.seq_length, self._packing_ids, self.pairing)
 
 
 class HubPairTokenizer(tf.Module):
@@ -166,12 +212,14 @@ class HubPairTokenizer(tf.Module):
     `assets/vocab.txt`, and the casing is found by tokenizing "A" and "a".
     """
 
-    def __init__(self, handle: str, seq_length: int):
+    def __init__(self, handle: str, seq_length: int, pairing: str = "joint"):
         super().__init__(name="hub_pair_tokenizer")
         import tensorflow_hub as hub
         import tensorflow_text  # noqa: F401  Registers ops the preprocessing model uses.
 
+        features.token_keys(pairing)  # Refuses an unknown pairing.
         self.seq_length = seq_length
+        self.pairing = pairing
         self.handle = handle
         self._preprocessor = hub.load(handle)
         vocab_path = os.path.join(hub.resolve(handle), "assets", "vocab.txt")
@@ -193,7 +241,13 @@ class HubPairTokenizer(tf.Module):
     def pack_counted(self, text_1: tf.Tensor, text_2: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
         """`__call__`'s BERT inputs, and each pair's length before truncation (`pair_lengths`)."""
         segments = [self._preprocessor.tokenize(text_1), self._preprocessor.tokenize(text_2)]
-        packed = self._preprocessor.bert_pack_inputs(segments, seq_length=self.seq_length)
         # The model's tokenize gives [B, words, pieces]; a pair's length counts the pieces.
         flat = [segment.merge_dims(-2, -1) if segment.ragged_rank > 1 else segment for segment in segments]
+        if self.pairing == "separate":
+            inputs = {}
+            for text, segment in zip(features.TEXT_KEYS, segments):
+                packed = self._preprocessor.bert_pack_inputs([segment], seq_length=self.seq_length)
+                inputs.update({f"{text}_{key}": tf.cast(packed[key], tf.int32) for key in features.SINGLE_TEXT_KEYS})
+            return inputs, longest_text_lengths(flat)
+        packed = self._preprocessor.bert_pack_inputs(segments, seq_length=self.seq_length)
         return {key: tf.cast(packed[key], tf.int32) for key in packed}, pair_lengths(flat)

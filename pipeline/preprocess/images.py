@@ -159,10 +159,12 @@ def decode_checked(data: tf.Tensor, image_size: int, max_pixels: int = DEFAULT_M
 UNREADABLE_MESSAGE = "not a JPEG, PNG, GIF, BMP or WebP image with a readable header"
 
 
-# The status of an image whose header passed but whose codec failed (truncated or corrupt data).
-UNDECODABLE = 3
+# The status of an image whose header passed but whose codec failed (truncated or corrupt data),
+# and of no bytes at all; each status's message, and the shards job's reason code for it.
+UNDECODABLE, EMPTY = 3, 4
 STATUS_MESSAGES = ("", "header announces more pixels than allowed", UNREADABLE_MESSAGE,
-                   "the image data is corrupt or truncated (the codec refused it)")
+                   "the image data is corrupt or truncated (the codec refused it)", "the image is empty (0 bytes)")
+STATUS_REASONS = ("", "image_too_large", "undecodable_image", "undecodable_image", "empty_image")
 
 
 def decode_images(data: tf.Tensor, image_size: int, max_pixels: int = DEFAULT_MAX_PIXELS):
@@ -171,9 +173,10 @@ def decode_images(data: tf.Tensor, image_size: int, max_pixels: int = DEFAULT_MA
     Serving: one bad image must not fail its whole request. A graph cannot catch an op's
     error, but tf.data can drop the elements whose map function failed (`ignore_errors`), so
     each image is decoded as an element carrying its index, and the survivors are scattered
-    back in place. A refused image is black, with status HEADER_TOO_LARGE, HEADER_UNREADABLE
-    or UNDECODABLE (`STATUS_MESSAGES` says why); HEADER_OK otherwise. The map also decodes the
-    batch's images in parallel, which `map_fn` did not.
+    back in place. A refused image is black, with status HEADER_TOO_LARGE, HEADER_UNREADABLE,
+    UNDECODABLE or EMPTY (`STATUS_MESSAGES` says why, `STATUS_REASONS` with the shards job's
+    code); HEADER_OK otherwise. The map also decodes the batch's images in parallel, which
+    `map_fn` did not.
     """
     data = tf.convert_to_tensor(data, tf.string)
     count = tf.size(data)
@@ -191,7 +194,7 @@ def decode_images(data: tf.Tensor, image_size: int, max_pixels: int = DEFAULT_MA
     pixels = tf.scatter_nd(places, tf.boolean_mask(pixels, kept), [count, image_size, image_size, 3])
     found = tf.scatter_nd(places, tf.ones_like(places[:, 0], tf.bool), [count])
     status = tf.where(found, tf.scatter_nd(places, tf.boolean_mask(status, kept), [count]), UNDECODABLE)
-    return pixels, status
+    return pixels, tf.where(tf.equal(tf.strings.length(data), 0), EMPTY, status)
 
 
 def encode_for_storage(image: tf.Tensor, quality: int) -> tf.Tensor:

@@ -29,11 +29,13 @@ Pair = collections.namedtuple("Pair", features.RAW_KEYS)
 
 
 class Scores(NamedTuple):
-    """The model's answer for one pair; `valid` false (with `error`) when an image was unusable."""
+    """The model's answer for one pair; `valid` false (with `error`, and the shards job's reason
+    code in `reason`) when an input was unusable."""
 
     probabilities: tuple[float, ...]
     valid: bool
     error: str
+    reason: str
 
 
 class PairModelHandler(ModelHandler[Pair, PredictionResult, Any]):
@@ -56,13 +58,17 @@ class PairModelHandler(ModelHandler[Pair, PredictionResult, Any]):
                       ) -> Iterable[PredictionResult]:
         import tensorflow as tf
 
-        columns = {name: tf.constant([getattr(pair, name) for pair in batch]) for name in Pair._fields}
+        columns = {name: tf.constant([getattr(pair, name) for pair in batch], tf.string) for name in Pair._fields}
         outputs = model(**columns)
         probabilities = outputs["probabilities"].numpy().tolist()
+
+        def texts(key: str) -> list[str]:
+            return [value.decode("utf-8") for value in outputs[key].numpy()] if key in outputs else [""] * len(batch)
+
         # Exports from before per-row validity fail the whole call instead (the dead letter's job).
         valid = outputs["valid"].numpy().tolist() if "valid" in outputs else [True] * len(batch)
-        errors = [e.decode("utf-8") for e in outputs["error"].numpy()] if "error" in outputs else [""] * len(batch)
-        return [PredictionResult(None, Scores(tuple(p), bool(v), e)) for p, v, e in zip(probabilities, valid, errors)]
+        return [PredictionResult(None, Scores(tuple(p), bool(v), e, r))
+                for p, v, e, r in zip(probabilities, valid, texts("error"), texts("reason"))]
 
     def get_num_bytes(self, batch: Sequence[Pair]) -> int:
         return sum(len(value) for pair in batch for value in pair)

@@ -95,12 +95,15 @@ def prediction_csv(prediction: dict) -> str:
     return ",".join(cells)  # Ids, label names and numbers: nothing that needs quoting.
 
 
-def rejection_reason(error: str) -> str:
-    """The shards job's reason code for the serving signature's `error` of an invalid row."""
+def rejection_reason(scores) -> str:
+    """The shards job's reason code for an invalid row: the signature's `reason`, or for exports
+    from before it had one, read from its `error`."""
     from pipeline.preprocess import images
 
+    if scores.reason:
+        return scores.reason
     too_large = images.STATUS_MESSAGES[images.HEADER_TOO_LARGE]
-    return "image_too_large" if error.endswith(too_large) else "undecodable_image"
+    return "image_too_large" if scores.error.endswith(too_large) else "undecodable_image"
 
 
 class FormatFn(beam.DoFn):
@@ -114,7 +117,7 @@ class FormatFn(beam.DoFn):
         self._progress.tick()
         scores = result.inference
         if not scores.valid:
-            yield image_files.rejected(record, rows.RowError(rejection_reason(scores.error), scores.error))
+            yield image_files.rejected(record, rows.RowError(rejection_reason(scores), scores.error))
             return
         Metrics.counter("rows", "scored").inc()
         yield prediction_json(record, scores.probabilities)

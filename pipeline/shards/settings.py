@@ -39,13 +39,13 @@ class TokenizerSource:
             return bert_inputs.vocab_fingerprint(self.vocab, self.lowercase)
         return self.load(seq_length).fingerprint
 
-    def load(self, seq_length: int):
+    def load(self, seq_length: int, pairing: str = "joint"):
         """A `bert_inputs.PairTokenizer` or `HubPairTokenizer` (same call contract)."""
         from pipeline.preprocess import bert_inputs
 
         if self.vocab is not None:
-            return bert_inputs.PairTokenizer(self.vocab, self.lowercase, seq_length)
-        return bert_inputs.HubPairTokenizer(self.hub_handle, seq_length)
+            return bert_inputs.PairTokenizer(self.vocab, self.lowercase, seq_length, pairing=pairing)
+        return bert_inputs.HubPairTokenizer(self.hub_handle, seq_length, pairing)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,8 +57,10 @@ class JobSettings(BeamJobSettings):
       vocab: A WordPiece vocab.txt (local or gs://) to tokenize with instead; without it or --text-encoder, --preprocess-handle is used.
       cased: With --vocab: keep the case (without it, lower-case, as uncased BERT does).
       preprocess_handle: A TF Hub BERT preprocessing handle or directory, used without --text-encoder and --vocab.
+      text_pairing: `joint`: the pair packed as one BERT sequence (the baseline); `separate`: each text packed alone, for encoders trained on single sentences (sentence-transformers checkpoints such as all-MiniLM-L6-v2).
+      text_pooling: The pooling of each text the shards are meant for (`cls` or `mean`), recorded in metadata.json as the trainer's default; default: what --text-encoder's import recorded (hf_import.json), else cls.
       image_size: Side of the stored square images, in pixels.
-      seq_length: Length of the packed BERT inputs, padding included.
+      seq_length: Length of the packed BERT inputs (of each text's, with --text-pairing separate), padding included.
       test_fraction: Share of each label's pairs that go to test.
       val_fraction: Share of each label's remaining pairs that go to val.
       seed: Seed of the split hash: the same seed and rows give the same splits on any runner.
@@ -71,6 +73,8 @@ class JobSettings(BeamJobSettings):
     vocab: str = ""
     cased: bool = False
     preprocess_handle: str = DEFAULT_PREPROCESS_HANDLE
+    text_pairing: str = "joint"
+    text_pooling: str = ""
     image_size: int = features.DEFAULT_IMAGE_SIZE
     seq_length: int = features.DEFAULT_SEQ_LENGTH
     test_fraction: float = 0.1
@@ -85,7 +89,7 @@ class JobSettings(BeamJobSettings):
 
     @property
     def shape(self) -> features.Shape:
-        return features.Shape(self.image_size, self.seq_length)
+        return features.Shape(self.image_size, self.seq_length, self.text_pairing)
 
     def shard_count(self, split: str) -> int:
         """Number of shard files of `split` (train or an evaluation split)."""
@@ -97,6 +101,10 @@ class JobSettings(BeamJobSettings):
             raise ValueError(f"--image-size must be at least 8, got {self.image_size}")
         if self.seq_length < 5:
             raise ValueError(f"--seq-length must be at least 5, got {self.seq_length}")
+        if self.text_pairing not in features.TEXT_PAIRINGS:
+            raise ValueError(f"--text-pairing must be one of {', '.join(features.TEXT_PAIRINGS)}, not {self.text_pairing!r}")
+        if self.text_pooling not in ("", "cls", "mean"):
+            raise ValueError(f"--text-pooling must be cls or mean, not {self.text_pooling!r}")
         if not (0 <= self.test_fraction < 1 and 0 <= self.val_fraction < 1):
             raise ValueError("--test-fraction and --val-fraction must be in [0, 1)")
         if self.train_shards < 1 or self.eval_shards < 1:
@@ -111,7 +119,8 @@ class JobSettings(BeamJobSettings):
 
 def load_tokenizer(settings: JobSettings) -> JobSettings:
     """Reads the vocabulary (or loads the Hub model) once, on the launcher, so a bad source fails
-    with one error line before workers try; returns the settings that carry it."""
+    with one error line before workers try; returns the settings that carry it, and the text
+    pooling settled (the flag, else the encoder's recommendation, else cls)."""
     from pipeline.preprocess import bert_inputs
 
     try:
@@ -123,9 +132,11 @@ def load_tokenizer(settings: JobSettings) -> JobSettings:
         else:
             source = TokenizerSource(hub_handle=settings.preprocess_handle or DEFAULT_PREPROCESS_HANDLE)
         fingerprint = source.fingerprint(settings.seq_length)
+        pooling = settings.text_pooling or (settings.text_encoder and bert_inputs.encoder_pooling(settings.text_encoder)) \
+            or "cls"
     except Exception as error:  # noqa: BLE001  Hub/IO/format errors all mean "cannot tokenize".
         handle = settings.text_encoder or ("" if settings.vocab else settings.preprocess_handle)
         remote = handle.startswith(("http://", "https://"))
         hint = " (no network? pass --text-encoder or --vocab with a local copy)" if remote else ""
         raise UsageError(f"cannot load the tokenizer: {str(error).splitlines()[0]}{hint}") from None
-    return dataclasses.replace(settings, tokenizer=source, vocab_fingerprint=fingerprint)
+    return dataclasses.replace(settings, tokenizer=source, vocab_fingerprint=fingerprint, text_pooling=pooling)

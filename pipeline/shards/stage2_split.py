@@ -20,20 +20,14 @@ one example short, and moves no other pair.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 
 import apache_beam as beam
 
+from pipeline.features import stable_hash
 from pipeline.inputs import rows
 
 BUCKET_BITS = 16
 BOUNDARY = "boundary"
-
-
-def stable_hash(text: str, seed: int) -> int:
-    """A hash that is the same on every machine, process and Python version (unlike `hash`)."""
-    digest = hashlib.sha256(f"{seed}:{text}".encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big")
 
 
 def assign_splits(

@@ -54,7 +54,7 @@ class Encoded:
     split: str
     serialized: bytes
     image_digest: int
-    pair_tokens: int  # The text pair's length before truncation (`bert_inputs.pair_lengths`).
+    pair_tokens: int  # The texts' length before truncation (`bert_inputs.pack`).
     images: tuple[ImageFacts, ...]  # Both original images.
 
 
@@ -86,8 +86,8 @@ def _image_functions(image_size: int, quality: int, max_pixels: int):
 
 
 @functools.lru_cache(maxsize=None)
-def _tokenizer(source: TokenizerSource, seq_length: int):
-    return source.load(seq_length)
+def _tokenizer(source: TokenizerSource, seq_length: int, pairing: str):
+    return source.load(seq_length, pairing)
 
 
 class PreprocessFn(image_files.PooledRowsFn):
@@ -112,7 +112,7 @@ class PreprocessFn(image_files.PooledRowsFn):
         self._tf = tf
         with _SHARED_LOCK:  # Bundle threads of one process share what is traced and loaded.
             self._store, self._store_pair = _image_functions(shape.image_size, settings.jpeg_quality, settings.max_pixels)
-            self._tokenizer = _tokenizer(settings.tokenizer, shape.seq_length)
+            self._tokenizer = _tokenizer(settings.tokenizer, shape.seq_length, shape.text_pairing)
             self._pool = image_files.shared_pool(settings.thread_count())
         self._progress = Progress("preprocess")
         self._files = image_files.ImageFiles(settings.images, settings.max_pixels)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -78,11 +79,50 @@ class _Part:
             self._handle = tf.io.TFRecordWriter(self.path, options)
             self._lines = False
 
+        self.records = 0
+
     def write(self, payload: bytes) -> None:
         self._handle.write(payload + b"\n" if self._lines else payload)
+        self.records += 1
 
     def close(self) -> None:
         self._handle.close()
+
+
+class PartFile(NamedTuple):
+    """A closed temporary file of a destination, and how many records it holds."""
+
+    path: str
+    records: int
+
+
+class WrittenFile(NamedTuple):
+    """A final file as the job wrote it: what metadata.json records, and `pipeline.verify`
+    and the trainer check."""
+
+    name: str
+    bytes: int
+    records: int
+    sha256: str
+
+
+def _copy_counting(sources: list[str], target: str | None) -> tuple[int, str]:
+    """Copies `sources` into `target`, one after the other (or only reads them, when `target` is
+    None); returns the bytes and SHA-256 of what was (or would be) written."""
+    digest, size = hashlib.sha256(), 0
+    out = FileSystems.create(target, compression_type=_RAW) if target else None
+    try:
+        for source in sources:
+            with FileSystems.open(source, compression_type=_RAW) as handle:
+                while chunk := handle.read(_COPY_CHUNK):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    if out is not None:
+                        out.write(chunk)
+    finally:
+        if out is not None:
+            out.close()
+    return size, digest.hexdigest()
 
 
 class _WriteBundleFn(beam.DoFn):
@@ -107,7 +147,7 @@ class _WriteBundleFn(beam.DoFn):
     def finish_bundle(self):
         for key, part in self._parts.items():
             part.close()
-            yield GlobalWindows.windowed_value((key, part.path))
+            yield GlobalWindows.windowed_value((key, PartFile(part.path, part.records)))
         self._parts = {}
 
 
@@ -118,44 +158,46 @@ def _write_spilled(item, settings: JobSettings):
     for payload in payloads:
         part.write(payload)
     part.close()
-    return key, part.path
+    return key, PartFile(part.path, part.records)
 
 
-def _join_parts(item, settings: JobSettings) -> str:
-    """A destination's temporary files → its final file (renamed when there is only one)."""
+def _join_parts(item, settings: JobSettings) -> WrittenFile:
+    """A destination's temporary files → its final file (renamed when there is only one), with
+    its size, record count and SHA-256, taken from the bytes as they are joined."""
     (split, index), parts = item
     parts = sorted(parts)
-    final = FileSystems.join(settings.out, file_name(settings, split, index))
+    name = file_name(settings, split, index)
+    final = FileSystems.join(settings.out, name)
+    records = sum(part.records for part in parts)
     if len(parts) == 1:
-        if not FileSystems.exists(parts[0]) and FileSystems.exists(final):
-            return final  # A retry of a bundle whose rename had already happened.
-        FileSystems.rename(parts, [final])
-        return final
-    joined = f"{settings.temp_dir}/joined-{file_name(settings, split, index)}"
-    with FileSystems.create(joined, compression_type=_RAW) as out:
-        for part in parts:
-            with FileSystems.open(part, compression_type=_RAW) as handle:
-                while chunk := handle.read(_COPY_CHUNK):
-                    out.write(chunk)
+        if FileSystems.exists(parts[0].path) or not FileSystems.exists(final):  # Else a retry after the rename.
+            FileSystems.rename([parts[0].path], [final])
+        size, digest = _copy_counting([final], None)  # Renamed, not copied: read once for its digest.
+        return WrittenFile(name, size, records, digest)
+    joined = f"{settings.temp_dir}/joined-{name}"
+    size, digest = _copy_counting([part.path for part in parts], joined)
     FileSystems.rename([joined], [final])
-    return final
+    return WrittenFile(name, size, records, digest)
 
 
-def _complete_files(_, settings: JobSettings, written: list[str]) -> list[str]:
-    """Creates, empty, the expected files that no record reached; returns every file's path."""
-    paths = []
+def _complete_files(_, settings: JobSettings, written: list[WrittenFile]) -> list[WrittenFile]:
+    """Creates, empty, the expected files that no record reached; returns every file's facts."""
+    by_name = {file.name: file for file in written}
+    files = []
     for key in expected_files(settings):
-        path = FileSystems.join(settings.out, file_name(settings, *key))
-        if path not in written:
-            temporary = f"{settings.temp_dir}/empty-{file_name(settings, *key)}"
+        name = file_name(settings, *key)
+        if name not in by_name:
+            temporary = f"{settings.temp_dir}/empty-{name}"
             _Part(settings, key, temporary).close()
-            FileSystems.rename([temporary], [path])
-        paths.append(path)
-    return paths
+            size, digest = _copy_counting([temporary], None)
+            FileSystems.rename([temporary], [FileSystems.join(settings.out, name)])
+            by_name[name] = WrittenFile(name, size, 0, digest)
+        files.append(by_name[name])
+    return files
 
 
 class WriteFiles(beam.PTransform):
-    """PCollections of (destination, payload bytes) → one element: the list of every final file.
+    """PCollections of (destination, payload bytes) → one element: every final file's `WrittenFile`.
 
     A destination is `(split, shard index)` or `(REJECTED, 0)`. The list exists only once
     every file is complete under its final name.

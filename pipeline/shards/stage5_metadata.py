@@ -15,7 +15,7 @@ from typing import NamedTuple
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import __version__, features
+from pipeline import __version__, features, metrics
 from pipeline.inputs import rows
 from pipeline.shards.settings import JobSettings
 from pipeline.shards.stage1_read import CsvFileRead
@@ -90,15 +90,6 @@ class JobStats(beam.CombineFn):
         }
 
 
-def class_weights(train_counts: dict[int, int]) -> dict[str, float]:
-    """n / (classes · n_c) per label (scikit-learn's 'balanced'); 0 for a label absent from train."""
-    total = sum(train_counts.values())
-    return {
-        name: (total / (len(features.LABELS) * train_counts[index]) if train_counts.get(index) else 0.0)
-        for index, name in enumerate(features.LABELS)
-    }
-
-
 def csv_fingerprint(files: list[dict]) -> str:
     """The CSV input's SHA-256: the file's own for one file, else that of the sorted per-file list."""
     files = sorted(files, key=lambda f: f["path"])
@@ -167,6 +158,8 @@ def build_metadata(settings: JobSettings, files: list[dict], written: list, reje
         "labels": list(features.LABELS),
         "image_size": settings.shape.image_size,
         "seq_length": settings.shape.seq_length,
+        "text_pairing": settings.text_pairing,
+        "text_pooling": settings.text_pooling,
         "max_pixels": settings.max_pixels,
         "image_storage": f"jpeg q{settings.jpeg_quality}",
         "vocab_fingerprint": settings.vocab_fingerprint,
@@ -185,7 +178,7 @@ def build_metadata(settings: JobSettings, files: list[dict], written: list, reje
             for split in features.SPLITS
         },
         "counts": {split: {"total": sum(c.values()), **c} for split, c in counts.items()},
-        "class_weights": class_weights(train_counts),
+        "class_weights": metrics.class_weights(train_counts),
         "rows_read": sum(f["rows"] for f in files),
         "examples_written": examples_written,
         "rows_rejected": sum(rejected_by_reason.values()),
@@ -201,11 +194,13 @@ def build_metadata(settings: JobSettings, files: list[dict], written: list, reje
     }
 
 
-def write_metadata(_, settings: JobSettings, stats: dict, done) -> str:
-    """Writes metadata.json from `JobStats`; `done` (the list of data files) makes this wait until they exist."""
-    del done
+def write_metadata(_, settings: JobSettings, stats: dict, written: list) -> str:
+    """Writes metadata.json from `JobStats` and the `stage4_write.WrittenFile`s, which exist by
+    then (the side input makes this wait for them): each file's size, records and SHA-256."""
     metadata = build_metadata(settings, stats["files"], stats["written"], stats["rejected"], stats["image_digest"],
                               {name: stats[name] for name in JobStats.HISTOGRAMS})
+    metadata["output_files"] = {file.name: {"bytes": file.bytes, "records": file.records, "sha256": file.sha256}
+                         for file in written}
     path = FileSystems.join(settings.out, features.METADATA_FILE)
     temporary = f"{settings.temp_dir}/{features.METADATA_FILE}"
     with FileSystems.create(temporary, mime_type="application/json") as handle:

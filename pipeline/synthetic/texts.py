@@ -33,6 +33,8 @@ FILLERS = (
     "정말 놀랍다",
     "source: radio",
 )
+
+
 def tweet_text(rng: random.Random, topic: int, stance: int) -> str:
     subject = rng.choice(TOPICS[topic])
     claim = f"{rng.choice(OPENERS)} {subject} {rng.choice(STANCES[stance])}".strip()

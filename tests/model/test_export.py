@@ -27,14 +27,14 @@ def export_paths(tiny_bert, tmp_path_factory):
                                     projection_dims=16, image_size=IMAGE_SIZE, seq_length=SEQ_LENGTH)
     model = multimodal.create_model(config)
     folder = tmp_path_factory.mktemp("export")
-    return model, {ops: export.export(model, str(folder / ops), tiny_bert, IMAGE_SIZE, SEQ_LENGTH, tokenizer_ops=ops)
+    return model, {ops: export.export(model, str(folder / ops), tiny_bert, SHAPE, tokenizer_ops=ops)
                    for ops in TOKENIZER_OPS}
 
 
 @pytest.fixture(scope="module")
 def exported(export_paths, tiny_bert):
     model, paths = export_paths
-    return model, export.ServingModule(model, export.tokenizer_for(tiny_bert, SEQ_LENGTH), IMAGE_SIZE), export.load(paths["fast"])
+    return model, export.ServingModule(model, export.tokenizer_for(tiny_bert, SHAPE), IMAGE_SIZE), export.load(paths["fast"])
 
 
 def raw_pairs(dataset, count=8):
@@ -91,6 +91,55 @@ def test_a_bad_image_fails_its_row_and_not_the_request(exported, dataset):
         assert np.abs(mixed["probabilities"].numpy()[row] - alone["probabilities"].numpy()[row]).max() <= 1e-6
 
 
+# What each reason the shards job rejects a row for becomes in the serving signature, which
+# takes two texts and two images' bytes: those of the inputs themselves are refused row by
+# row; those of the CSV file (its bytes, cells, ids, label, image URLs, duplicates) have no
+# counterpart in a request.
+SIGNATURE_REASONS = {"bad_encoding": "bad_encoding", "empty_text": "empty_text", "missing_image": "empty_image",
+                     "empty_image": "empty_image", "image_too_large": "image_too_large",
+                     "undecodable_image": "undecodable_image"}
+CSV_ONLY_REASONS = {"bad_cell_count", "malformed_csv", "record_too_large", "bad_header", "bad_id", "unknown_label",
+                    "bad_image_url", "path_traversal", "duplicate_pair"}
+
+
+def test_every_reject_reason_of_the_job_is_refused_alike_or_has_no_counterpart(exported, dataset):
+    from tests.conftest import png_bomb_bytes
+
+    assert set(SIGNATURE_REASONS) | CSV_ONLY_REASONS == set(rows.REASONS)  # A new reason needs a decision here.
+    _, _, serve = exported
+    _, (text_1, text_2), (image_1, image_2) = raw_pairs(dataset, 1)
+    good_text, good_image = text_1.numpy()[0], image_1.numpy()[0]
+    # One row per reason: (text_1, text_2, image_1, image_2) with that one fault.
+    cases = {
+        "bad_encoding": (b"caf\xe9 is open", good_text, good_image, good_image),
+        "empty_text": (good_text, " \u3000\n".encode(), good_image, good_image),
+        "missing_image": (good_text, good_text, good_image, b""),
+        "empty_image": (good_text, good_text, b"", good_image),
+        "image_too_large": (good_text, good_text, png_bomb_bytes(), good_image),
+        "undecodable_image": (good_text, good_text, good_image, b"<html>not an image</html>"),
+    }
+    rows_in = list(cases.values()) + [(good_text, good_text, good_image, good_image)]
+    out = serve(**{key: tf.constant([row[i] for row in rows_in]) for i, key in enumerate(features.RAW_KEYS)})
+    assert out["valid"].numpy().tolist() == [False] * len(cases) + [True]
+    reasons = [reason.decode() for reason in out["reason"].numpy()]
+    assert reasons == [SIGNATURE_REASONS[name] for name in cases] + [""]
+    errors = [error.decode() for error in out["error"].numpy()]
+    assert errors[0].startswith("text_1: ") and errors[1].startswith("text_2: ") and errors[2].startswith("image_2: ")
+    # The same rules as the job's row checks.
+    assert isinstance(rows.parse_row(1, {"id_1": "1", "id_2": "2", "text_1": "a", "text_2": " \u3000\n",
+                                         "image_1": "http://x/1.jpg", "image_2": "http://x/2.jpg", "label": "Implies"}),
+                      rows.Rejection)
+
+
+def test_an_empty_request_gets_empty_outputs(exported):
+    _, _, serve = exported
+    empty = tf.constant([], tf.string)
+    out = serve(**{key: empty for key in features.RAW_KEYS})
+    shapes = {key: (value.dtype, value.shape.as_list()) for key, value in out.items()}
+    assert shapes == {"probabilities": (tf.float32, [0, 3]), "label": (tf.string, [0]), "valid": (tf.bool, [0]),
+                      "error": (tf.string, [0]), "reason": (tf.string, [0])}
+
+
 def test_export_of_a_trained_model_carries_no_optimizer_state_and_honours_max_pixels(tiny_bert, dataset, tmp_path):
     import keras
 
@@ -100,13 +149,13 @@ def test_export_of_a_trained_model_carries_no_optimizer_state_and_honours_max_pi
     model = multimodal.create_model(config)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
     records, (text_1, text_2), (image_1, image_2) = raw_pairs(dataset, 4)
-    module = export.ServingModule(model, export.tokenizer_for(tiny_bert, SEQ_LENGTH), IMAGE_SIZE)
+    module = export.ServingModule(model, export.tokenizer_for(tiny_bert, SHAPE), IMAGE_SIZE)
     inputs = module.model_inputs(text_1, text_2, image_1, image_2)
     model.fit(inputs, np.arange(len(records)) % len(features.LABELS), epochs=1, verbose=0)
     assert model.optimizer.variables  # Adam's slots exist and must stay out of the export.
 
     width, height = 64, 48  # The size of the JPEG below.
-    path = export.export(model, str(tmp_path / "serving"), tiny_bert, IMAGE_SIZE, SEQ_LENGTH,
+    path = export.export(model, str(tmp_path / "serving"), tiny_bert, SHAPE,
                          max_pixels=width * height - 1)
     saved = {name: int(np.prod(shape)) for name, shape in
              tf.train.list_variables(str(tmp_path / "serving" / "variables" / "variables")) if name.endswith("VARIABLE_VALUE")}
@@ -136,10 +185,10 @@ def test_export_serves_with_the_models_text_pooling(tiny_bert, dataset, tmp_path
 
     mean, cls = model("mean"), model("cls")
     cls.set_weights(mean.get_weights())
-    serve = export.load(export.export(mean, str(tmp_path / "serving"), tiny_bert, IMAGE_SIZE, SEQ_LENGTH))
+    serve = export.load(export.export(mean, str(tmp_path / "serving"), tiny_bert, SHAPE))
     _, (text_1, text_2), (image_1, image_2) = raw_pairs(dataset)
     served = serve(text_1=text_1, text_2=text_2, image_1=image_1, image_2=image_2)["probabilities"].numpy()
-    inputs = export.ServingModule(mean, export.tokenizer_for(tiny_bert, SEQ_LENGTH), IMAGE_SIZE).model_inputs(
+    inputs = export.ServingModule(mean, export.tokenizer_for(tiny_bert, SHAPE), IMAGE_SIZE).model_inputs(
         text_1, text_2, image_1, image_2)
     assert np.abs(served - mean(inputs, training=False).numpy()).max() <= 1e-5
     assert np.abs(served - cls(inputs, training=False).numpy()).max() > 1e-4

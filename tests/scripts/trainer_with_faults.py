@@ -2,6 +2,7 @@
 SIGKILL injected where the resume tests ask, so that the trainer itself carries no test hooks.
 
 TRAINER_TEST_KILL_AFTER_STEPS=N  dies after the N-th training batch, once its backup is written;
+TRAINER_TEST_SIGTERM_AFTER_STEPS=N  sends itself SIGTERM (a preemption notice) after the N-th batch;
 TRAINER_TEST_KILL_AT=export      dies as the export starts (training and evaluation done);
 TRAINER_TEST_KILL_AT=cache-SPLIT dies once the embedding cache has written (and reported) SPLIT,
                                  as it starts on the next one.
@@ -14,6 +15,7 @@ import sys
 
 KILL_AFTER_STEPS_ENV = "TRAINER_TEST_KILL_AFTER_STEPS"
 KILL_AT_ENV = "TRAINER_TEST_KILL_AT"
+SIGTERM_AFTER_STEPS_ENV = "TRAINER_TEST_SIGTERM_AFTER_STEPS"
 
 
 def with_faults(command: list[str]) -> list[str]:
@@ -27,19 +29,20 @@ def die(*_, **__):
 
 
 def install() -> None:
-    steps = int(os.environ.get(KILL_AFTER_STEPS_ENV) or 0)
+    steps = int(os.environ.get(KILL_AFTER_STEPS_ENV) or os.environ.get(SIGTERM_AFTER_STEPS_ENV) or 0)
     point = os.environ.get(KILL_AT_ENV, "")
     if steps:
         from trainer import callbacks
 
         backup_after_batch = callbacks.ResumableBackup.on_train_batch_end
         seen = [0]
+        fault = die if os.environ.get(KILL_AFTER_STEPS_ENV) else lambda: os.kill(os.getpid(), signal.SIGTERM)
 
         def on_train_batch_end(self, batch, logs=None):
             backup_after_batch(self, batch, logs)
             seen[0] += 1
-            if seen[0] >= steps:
-                die()
+            if seen[0] == steps:
+                fault()
 
         callbacks.ResumableBackup.on_train_batch_end = on_train_batch_end
     if point == "export":

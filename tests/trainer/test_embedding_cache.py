@@ -36,19 +36,23 @@ def build(shards, config, root, capsys=None):
     return model, cache
 
 
-def raw_examples(out, split):
+def raw_examples(out, split, shape=SHAPE):
     """The split's stored examples as on disk: ids, texts, JPEG bytes, and the parsed model inputs."""
     files = features.shard_files(str(out), split)
     for serialized in tf.data.TFRecordDataset(files, compression_type=features.COMPRESSION):
-        raw = tf.io.parse_single_example(serialized, features.example_spec(SHAPE))
-        inputs, label = reader.to_model_inputs(features.parse(serialized, SHAPE))
+        raw = tf.io.parse_single_example(serialized, features.example_spec(shape))
+        inputs, label = reader.to_model_inputs(features.parse(serialized, shape), shape)
         yield raw, {key: value[tf.newaxis] for key, value in inputs.items()}, int(label)
 
 
-@pytest.mark.parametrize("fusion", ["concat", "cross-attention"])
-def test_head_on_the_cache_equals_the_model_and_the_export(shards, tiny_bert, tmp_path, fusion):
+@pytest.mark.parametrize("fusion, pairing, head", [("concat", "joint", "projection"), ("cross-attention", "joint", "projection"),
+                                                   ("concat", "separate", "projection"), ("concat", "separate", "linear")])
+def test_head_on_the_cache_equals_the_model_and_the_export(request, tiny_bert, tmp_path, fusion, pairing, head):
+    """For both text pairings: with `separate` both texts go through the encoder in one pass."""
+    shards = request.getfixturevalue("separate_shards" if pairing == "separate" else "shards")
     out, metadata = shards
-    model, cache = build(shards, model_config(tiny_bert, fusion=fusion), tmp_path / "cache")
+    config = model_config(tiny_bert, fusion=fusion, text_pairing=pairing, head=head)
+    model, cache = build(shards, config, tmp_path / "cache")
     head = multimodal.head_of(model)
     cached = {}
     for stored, label, ids in cache.examples("test", keep_ids=True).batch(64):
@@ -56,9 +60,9 @@ def test_head_on_the_cache_equals_the_model_and_the_export(shards, tiny_bert, tm
         for row, pair in enumerate(ids.numpy()):
             cached[tuple(pair)] = (int(label[row]), probabilities[row])
     assert len(cached) == metadata["counts"]["test"]["total"]
-    serve = export.load(export.export(model, str(tmp_path / "serving"), tiny_bert, IMAGE_SIZE, SEQ_LENGTH))
+    serve = export.load(export.export(model, str(tmp_path / "serving"), tiny_bert, config.shape))
     gaps, served_gaps = [], []
-    for raw, inputs, label in raw_examples(out, "test"):
+    for raw, inputs, label in raw_examples(out, "test", config.shape):
         key = tuple(int(raw[k].numpy()) for k in features.ID_KEYS)
         cached_label, cached_probabilities = cached[key]
         assert cached_label == label

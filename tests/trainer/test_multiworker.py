@@ -16,7 +16,7 @@ import sys
 import time
 
 from trainer import distribution
-from tests.scripts.trainer_with_faults import KILL_AFTER_STEPS_ENV, with_faults
+from tests.scripts.trainer_with_faults import KILL_AFTER_STEPS_ENV, SIGTERM_AFTER_STEPS_ENV, with_faults
 
 GLOBAL_BATCH = 16
 TIMEOUT = 150
@@ -32,10 +32,10 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def start_workers(shards, tiny_bert, job, epochs, kill_worker_1_after=None, flags=()):
+def start_workers(shards, tiny_bert, job, epochs, kill_worker_1_after=None, flags=(), fault_env=KILL_AFTER_STEPS_ENV):
     ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("AIP_", "TF_CONFIG", KILL_AFTER_STEPS_ENV))}
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("AIP_", "TF_CONFIG", "TRAINER_TEST_"))}
     command = [
         sys.executable, "-m", "trainer.task", "--data-dir", str(shards), "--job-dir", str(job),
         "--epochs", str(epochs), "--batch-size", str(GLOBAL_BATCH), "--backup-every-steps", "1",
@@ -47,7 +47,7 @@ def start_workers(shards, tiny_bert, job, epochs, kill_worker_1_after=None, flag
         env = {**base_env, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
         worker_command = command
         if index == 1 and kill_worker_1_after:
-            env[KILL_AFTER_STEPS_ENV] = str(kill_worker_1_after)
+            env[fault_env] = str(kill_worker_1_after)
             worker_command = with_faults(command)
         workers.append(subprocess.Popen(worker_command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     return workers
@@ -125,12 +125,32 @@ def test_sigkill_of_one_worker_then_restart_resumes_from_the_backup(shards, tiny
     assert code_1 == 0, output_1[-3000:]
     assert digest(output_0) == digest(output_1)
     for output in (output_0, output_1):
-        assert "Epoch 1/3" not in output and "Epoch 2/3" in output and "Epoch 3/3" in output
+        assert "Epoch 1/3" not in output and "Epoch 2/" in output and "Epoch 3/3" in output
         assert "embedding cache: running the frozen encoders" in output
     assert (job / "embedding_cache").is_dir()
     config = json.loads((job / "config.json").read_text())
     assert len(config["history"]["loss"]) == 3  # Epoch 1 from before the kill, 2 and 3 after.
-    # Weights and optimizer state came from the chief's backup at step killed_at; the
-    # interrupted epoch replays from its first batch.
-    assert config["optimizer_steps"] == killed_at + 2 * steps_per_epoch
+    # Weights and optimizer state came from the chief's backup at step killed_at, and epoch 2
+    # went on from there.
+    assert config["optimizer_steps"] == 3 * steps_per_epoch
     assert not (job / "checkpoints").exists()
+
+
+def test_a_preemption_notice_to_one_worker_saves_every_worker_at_one_step(shards, tiny_bert, tmp_path):
+    """SIGTERM to the non-chief mid-epoch 2 of 2: both workers agree on the step (the all-reduce
+    after each step), save there and exit 143; restarted, they train only the rest of epoch 2."""
+    out, metadata = shards
+    job = tmp_path / "job"
+    steps_per_epoch = metadata["counts"]["train"]["total"] // GLOBAL_BATCH
+    (code_0, output_0), (code_1, output_1) = finish(start_workers(
+        out, tiny_bert, job, epochs=2, kill_worker_1_after=steps_per_epoch + 1, fault_env=SIGTERM_AFTER_STEPS_ENV,
+        flags=("--embedding-cache", "off")))
+    assert code_0 == code_1 == 143, (output_0[-2000:], output_1[-2000:])
+    saved = [re.findall(r"preempted: saved the backup at epoch 2, step (\d+);", output) for output in (output_0, output_1)]
+    assert saved[0] == saved[1] and len(saved[0]) == 1, saved  # One step, the same on both.
+    (code_0, output_0), (code_1, output_1) = finish(start_workers(out, tiny_bert, job, epochs=2,
+                                                                  flags=("--embedding-cache", "off")))
+    assert code_0 == 0 and code_1 == 0, (output_0[-2000:], output_1[-2000:])
+    assert f"resuming epoch 2 at step {int(saved[0][0]) + 1}" in output_0 and digest(output_0) == digest(output_1)
+    config = json.loads((job / "config.json").read_text())
+    assert config["optimizer_steps"] == 2 * steps_per_epoch

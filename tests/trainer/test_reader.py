@@ -80,6 +80,7 @@ def test_input_context_gives_each_pipeline_its_own_files(shards):
         (features.Shape(IMAGE_SIZE + 1, SEQ_LENGTH), None, "image size"),
         (features.Shape(IMAGE_SIZE, SEQ_LENGTH * 2), None, "sequence length"),
         (SHAPE, "sha256:0000:uncased", "vocabulary"),
+        (features.Shape(IMAGE_SIZE, SEQ_LENGTH, "separate"), None, "text pairing joint in the shards, separate in the model"),
     ],
 )
 def test_mismatched_shards_are_refused_clearly(shards, shape, fingerprint, message):
@@ -87,3 +88,29 @@ def test_mismatched_shards_are_refused_clearly(shards, shape, fingerprint, messa
     with pytest.raises(reader.MetadataMismatch, match=message):
         reader.check_metadata(metadata, shape, fingerprint)
     reader.check_metadata(metadata, SHAPE, metadata["vocab_fingerprint"])  # The right ones pass.
+
+
+def test_separate_shards_read_each_texts_inputs_and_refuse_a_joint_model(separate_shards, dataset):
+    """Shards of the `separate` pairing hold each text packed alone, as the tokenizer packs it;
+    the reader hands them to the model under their own keys, and a joint model is refused."""
+    from pipeline.preprocess import bert_inputs
+
+    out, metadata = separate_shards
+    assert metadata["text_pairing"] == "separate" and metadata["text_pooling"] == "cls"
+    assert metadata["rows_read"] == metadata["examples_written"] == GOOD_PAIRS
+    shape = features.Shape(IMAGE_SIZE, SEQ_LENGTH, "separate")
+    tokenizer = bert_inputs.PairTokenizer(bert_inputs.read_vocab(str(dataset["vocab"])), True, SEQ_LENGTH, pairing="separate")
+    seen = 0
+    for split in features.SPLITS:
+        for inputs, label in reader.make_dataset(str(out), split, shape, 64, training=False, keep_ids=True):
+            assert set(inputs) == set(features.IMAGE_KEYS + shape.token_keys + features.ID_KEYS)
+            seen += len(label)
+    assert seen == GOOD_PAIRS
+    stored = tf.data.TFRecordDataset(features.shard_files(str(out), "train"), compression_type=features.COMPRESSION)
+    for serialized in stored.take(8):
+        example = features.parse(serialized, shape)
+        expected = tokenizer(example["text_1"][tf.newaxis], example["text_2"][tf.newaxis])
+        for key in shape.token_keys:
+            np.testing.assert_array_equal(example[key].numpy(), expected[key].numpy()[0])
+    with pytest.raises(reader.MetadataMismatch, match="text pairing separate in the shards, joint in the model"):
+        reader.check_metadata(metadata, SHAPE, None)

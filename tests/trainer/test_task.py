@@ -13,7 +13,7 @@ from pipeline import features, metrics
 from pipeline.inputs import rows
 from trainer import artifacts, distribution, task
 from trainer.config import define_flags
-from tests.scripts.trainer_with_faults import KILL_AFTER_STEPS_ENV, KILL_AT_ENV, with_faults
+from tests.scripts.trainer_with_faults import KILL_AFTER_STEPS_ENV, KILL_AT_ENV, SIGTERM_AFTER_STEPS_ENV, with_faults
 from tests.conftest import IMAGE_SIZE, SEQ_LENGTH
 
 
@@ -182,6 +182,25 @@ def test_focal_loss_is_cross_entropy_at_gamma_zero_and_discounts_easy_examples()
     np.testing.assert_allclose(focal, cross_entropy * (1 - np.array([0.7, 0.8])) ** 2, rtol=1e-5)
 
 
+def test_weighted_cross_entropy_trains_as_keras_class_weight_does():
+    """The weights sit in the loss (Keras' class_weight cannot run under MultiWorkerMirroredStrategy):
+    one step on the same batch moves the weights exactly as fit(class_weight=...) does."""
+    import keras
+
+    weights = {"Contradictory": 5.0, "Implies": 3.0, "NoEntailment": 0.4}
+    features_, labels = np.random.default_rng(0).normal(size=(8, 4)).astype("float32"), np.array([0, 1, 2, 2, 2, 2, 1, 0])
+    trained = []
+    for loss, class_weight in ((losses.for_training("weighted-ce", class_weights=weights, labels=list(weights)), None),
+                               ("sparse_categorical_crossentropy", {0: 5.0, 1: 3.0, 2: 0.4})):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+        model.compile(optimizer=keras.optimizers.SGD(0.5), loss=loss)
+        model.fit(features_, labels, batch_size=8, epochs=1, shuffle=False, verbose=0, class_weight=class_weight)
+        trained.append(model.get_weights()[0])
+    np.testing.assert_allclose(trained[0], trained[1], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(trained[0], 0)
+
+
 def test_resume_after_sigkill_continues_where_it_stopped(shards, tiny_bert, tmp_path):
     """Kill while the embedding cache is written, then mid-epoch 2 of 3; rerun the same command
     each time: the partial cache is rebuilt, the complete one reused, epoch 1 is not redone."""
@@ -205,13 +224,62 @@ def test_resume_after_sigkill_continues_where_it_stopped(shards, tiny_bert, tmp_
     second = subprocess.run(command, env=env, capture_output=True, text=True)
     assert second.returncode == 0, second.stderr[-2000:]
     assert "embedding cache: reusing" in second.stdout
-    assert "Epoch 1/3" not in second.stdout and "Epoch 2/3" in second.stdout and "Epoch 3/3" in second.stdout
+    assert "Epoch 1/3" not in second.stdout and "Epoch 2/" in second.stdout and "Epoch 3/3" in second.stdout
     config = json.loads((job / "config.json").read_text())
     assert len(config["history"]["loss"]) == 3  # Epoch 1 from before the kill, then 2 and 3.
-    # Weights and optimizer state came from the backup at the kill (step killed_at); Keras then
-    # restarts the interrupted epoch from its first batch, so epochs 2 and 3 add 2 full epochs.
-    assert config["optimizer_steps"] == killed_at + 2 * steps_per_epoch
+    # Weights and optimizer state came from the backup at the kill (step killed_at), and epoch 2
+    # went on from there: no step was done twice.
+    assert f"resuming epoch 2 at step 3 of {steps_per_epoch}" in second.stdout
+    assert config["optimizer_steps"] == 3 * steps_per_epoch
     assert not (job / "checkpoints").exists()
+    # The epoch kept (--select-by val_loss) is the best of all three, epoch 1's from before the kill included.
+    val_loss = config["history"]["val_loss"]
+    assert config["selected_epoch"] == val_loss.index(min(val_loss)) + 1
+
+
+def test_a_preemption_notice_saves_the_step_and_the_rerun_redoes_none(shards, tiny_bert, tmp_path):
+    """SIGTERM mid-epoch 2 of 2 (no --backup-every-steps): the trainer saves its backup at that
+    step and exits with 143; the rerun trains only the rest of epoch 2."""
+    import re
+    import subprocess
+
+    out, metadata = shards
+    job = tmp_path / "job"
+    steps_per_epoch = metadata["counts"]["train"]["total"] // 8
+    command = with_faults(trainer_command(out, tiny_bert, job, "--epochs", "2"))
+    env = local_env()
+    first = subprocess.run(command, env={**env, SIGTERM_AFTER_STEPS_ENV: str(steps_per_epoch + 2)},
+                           capture_output=True, text=True)
+    assert first.returncode == 143, first.stderr[-2000:]
+    saved = re.search(r"preempted: saved the backup at epoch 2, step (\d+);", first.stdout)
+    assert saved and 2 <= int(saved.group(1)) <= 3, first.stdout[-2000:]  # The step of the notice, or the next.
+    second = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert f"resuming epoch 2 at step {int(saved.group(1)) + 1} of {steps_per_epoch}" in second.stdout
+    config = json.loads((job / "config.json").read_text())
+    # Every step once: the rerun trained steps_per_epoch - saved steps, fewer than one epoch.
+    assert config["optimizer_steps"] == 2 * steps_per_epoch and len(config["history"]["loss"]) == 2
+
+
+def test_a_preemption_notice_at_an_epochs_last_step_keeps_that_epoch(shards, tiny_bert, tmp_path):
+    """SIGTERM at the last step of epoch 1 of 2: the trainer exits once epoch 1 has ended and
+    been saved, and the rerun starts at epoch 2, redoing no step of epoch 1."""
+    import subprocess
+
+    out, metadata = shards
+    job = tmp_path / "job"
+    steps_per_epoch = metadata["counts"]["train"]["total"] // 8
+    command = with_faults(trainer_command(out, tiny_bert, job, "--epochs", "2"))
+    env = local_env()
+    first = subprocess.run(command, env={**env, SIGTERM_AFTER_STEPS_ENV: str(steps_per_epoch)},
+                           capture_output=True, text=True)
+    assert first.returncode == 143, first.stderr[-2000:]
+    assert "preempted: the backup holds epoch 1, finished" in first.stdout, first.stdout[-2000:]
+    second = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "Epoch 1/2" not in second.stdout and "Epoch 2/2" in second.stdout and "resuming" not in second.stdout
+    config = json.loads((job / "config.json").read_text())
+    assert config["optimizer_steps"] == 2 * steps_per_epoch and len(config["history"]["loss"]) == 2
 
 
 def test_preemption_after_training_redoes_no_epoch(shards, tiny_bert, tmp_path):
@@ -284,3 +352,92 @@ def test_help_and_a_bad_flag_answer_without_tensorflow():
     refused = subprocess.run([sys.executable, "-c", probe, "--loss", "hinge"], capture_output=True, text=True)
     assert refused.stderr.strip() == "error: --loss must be one of ce, weighted-ce, focal, not 'hinge'", refused.stderr
     assert "status 2" in refused.stdout and refused.stdout.strip().endswith("[]"), refused.stdout
+
+
+def test_the_best_validation_epoch_is_kept_evaluated_and_recorded(shards, tiny_bert, tmp_path, monkeypatch):
+    """--select-by val_macro_f1 puts back the weights of the epoch with the best validation
+    macro-F1: the final evaluation reproduces that epoch's figure, and config.json names it."""
+    for name in ("AIP_MODEL_DIR", "AIP_CHECKPOINT_DIR", "AIP_TENSORBOARD_LOG_DIR", "TF_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    out, _ = shards
+    job = tmp_path / "job"
+    results = task.main(["--data-dir", str(out), "--job-dir", str(job), "--epochs", "6", "--batch-size", "8",
+                         "--text-encoder", tiny_bert, "--image-encoder", "tiny", "--image-weights", "none",
+                         "--projection-dims", "16", "--loss", "weighted-ce", "--learning-rate", "0.01",
+                         "--select-by", "val_macro_f1"])
+    config = json.loads((job / "config.json").read_text())
+    history = config["history"]["val_macro_f1"]
+    assert config["select_by"] == "val_macro_f1" and config["selected_epoch"] == history.index(max(history)) + 1
+    assert abs(results["val"]["macro_f1"] - max(history)) < 1e-9
+    last = task.main(["--data-dir", str(out), "--job-dir", str(tmp_path / "last"), "--epochs", "6", "--batch-size", "8",
+                      "--text-encoder", tiny_bert, "--image-encoder", "tiny", "--image-weights", "none",
+                      "--projection-dims", "16", "--loss", "weighted-ce", "--learning-rate", "0.01", "--select-by", "last"])
+    last_config = json.loads((tmp_path / "last" / "config.json").read_text())
+    assert last_config["selected_epoch"] == 6 and last_config["history"]["val_macro_f1"] == history  # Same run.
+    assert abs(last["val"]["macro_f1"] - history[-1]) < 1e-9
+
+
+def test_separate_pairing_trains_exports_and_refuses_a_joint_model(separate_shards, tiny_bert, tmp_path, monkeypatch, capsys):
+    for name in ("AIP_MODEL_DIR", "AIP_CHECKPOINT_DIR", "AIP_TENSORBOARD_LOG_DIR", "TF_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    out, metadata = separate_shards
+    job = tmp_path / "job"
+    flags = ["--data-dir", str(out), "--epochs", "1", "--batch-size", "8", "--text-encoder", tiny_bert,
+             "--image-encoder", "tiny", "--image-weights", "none", "--projection-dims", "8"]
+    task.main([*flags, "--job-dir", str(job)])
+    assert "text: separate pairing, cls pooling" in capsys.readouterr().out  # Both from the shards.
+    config = json.loads((job / "config.json").read_text())
+    assert config["model"]["text_pairing"] == "separate" and (job / "model" / "serving" / "saved_model.pb").exists()
+    with pytest.raises(ValueError, match="text pairing separate in the shards, joint in the model"):
+        task.main([*flags, "--job-dir", str(tmp_path / "joint"), "--text-pairing", "joint"])
+
+
+def test_a_model_that_predicts_one_class_for_every_validation_pair_is_called_collapsed(capsys):
+    class Constant:
+        def predict(self, model):
+            return np.array([0, 1, 2, 2, 2, 2]), np.tile([[0.1, 0.1, 0.8]], (6, 1))
+
+    task.evaluate({"val": Constant(), "test": Constant()}, None)
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
+    assert warnings == ["warning: the model predicts NoEntailment for every validation pair: it has collapsed onto one "
+                        "class (try --loss weighted-ce or focal, or more epochs)"]
+
+
+def test_a_damaged_shard_stops_the_trainer_with_one_line_naming_it(shards, tiny_bert, tmp_path):
+    """64 flipped bytes mid-shard (same size: found when read) and a cut shard (found before
+    training starts): one `error:` line naming the file, no traceback."""
+    import shutil
+    import subprocess
+
+    from tests.pipeline.test_verify import flip_64_bytes
+
+    out, _ = shards
+    name = "train-00001-of-00002.tfrecord.gz"
+    for damage, when in ((flip_64_bytes, "unreadable"), (lambda path: path.write_bytes(path.read_bytes()[:-100]),
+                                                         "metadata.json says")):
+        copy = tmp_path / f"shards-{when.split()[0]}"
+        shutil.copytree(out, copy)
+        damage(copy / name)
+        result = subprocess.run(trainer_command(copy, tiny_bert, tmp_path / f"job-{when.split()[0]}", "--epochs", "1"),
+                                env=local_env(), capture_output=True, text=True)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+        assert lines[-1].startswith(f"error: 1 damaged file in {copy}: {name} (") and when in lines[-1]
+        assert "pipeline.verify" in lines[-1]
+
+
+def test_a_damaged_embedding_cache_file_is_named_too(shards, tiny_bert, tmp_path):
+    import subprocess
+
+    from tests.pipeline.test_verify import flip_64_bytes
+
+    out, _ = shards
+    cache = tmp_path / "cache"
+    command = trainer_command(out, tiny_bert, tmp_path / "job", "--epochs", "1", "--embedding-cache-dir", str(cache))
+    assert subprocess.run(command, env=local_env(), capture_output=True, text=True).returncode == 0
+    (damaged,) = [path for path in cache.glob("*/train-00001-of-*.tfrecord")]
+    flip_64_bytes(damaged)
+    result = subprocess.run(command, env=local_env(), capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == (f"error: the embedding cache file {damaged.name} is damaged: "
+                                                      f"delete {damaged.parent}, and the next run builds it again")

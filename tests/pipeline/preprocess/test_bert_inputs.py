@@ -21,6 +21,26 @@ def test_pair_packing_layout():
     assert out["input_mask"] == [1] * 11 + [0]
 
 
+def test_separate_pairing_packs_each_text_alone_and_counts_the_longer():
+    tokenizer = bert_inputs.PairTokenizer(VOCAB, lowercase=True, seq_length=6, pairing="separate")
+    joint = bert_inputs.PairTokenizer(VOCAB, lowercase=True, seq_length=6)
+    out, lengths = tokenizer.pack_counted(tf.constant(["The bridge is OPEN!", "open"]), tf.constant(["bridges", "is closed"]))
+    ids = {token: index for index, token in enumerate(VOCAB)}
+    words = lambda *tokens: [ids[t] for t in tokens]  # noqa: E731
+    assert sorted(out) == ["text_1_input_mask", "text_1_input_word_ids", "text_2_input_mask", "text_2_input_word_ids"]
+    # Each text is `[CLS] text [SEP]`, cut at its end to the sequence length, then padded.
+    assert out["text_1_input_word_ids"].numpy().tolist() == [words("[CLS]", "the", "bridge", "is", "open", "[SEP]"),
+                                                            words("[CLS]", "open", "[SEP]") + [0, 0, 0]]
+    assert out["text_2_input_word_ids"].numpy().tolist()[0] == words("[CLS]", "bridge", "##s", "[SEP]") + [0, 0]
+    assert out["text_1_input_mask"].numpy().tolist() == [[1] * 6, [1, 1, 1, 0, 0, 0]]
+    assert lengths.numpy().tolist() == [7, 4]  # The longer text with [CLS] and [SEP]: 5 + 2, then 2 + 2.
+    # Alone, a text gets the tokens the joint packing gives it as the first segment (when nothing is cut).
+    alone = joint(tf.constant(["open"]), tf.constant(["is closed"]))["input_word_ids"].numpy()[0].tolist()
+    assert alone[:3] == out["text_1_input_word_ids"].numpy().tolist()[1][:3]
+    with pytest.raises(ValueError, match="text pairing"):
+        bert_inputs.PairTokenizer(VOCAB, lowercase=True, seq_length=6, pairing="both")
+
+
 def test_truncation_keeps_both_texts():
     tokenizer = bert_inputs.PairTokenizer(VOCAB, lowercase=True, seq_length=9)
     out = tokenizer(tf.constant(["the bridge is open " * 10]), tf.constant(["closed"]))
@@ -60,6 +80,16 @@ def test_hub_preprocessing_model_packs_like_the_local_vocabulary(hub_preprocesso
     for key in ("input_word_ids", "input_mask", "input_type_ids"):
         np.testing.assert_array_equal(from_hub[key].numpy(), from_vocab[key].numpy())
     assert from_hub["input_mask"].numpy()[-1].all()  # The long pair was truncated, not dropped.
+
+    separate_hub = bert_inputs.HubPairTokenizer(hub_preprocessor, SEQ_LENGTH, pairing="separate")
+    separate_local = bert_inputs.PairTokenizer(local_vocab := bert_inputs.read_vocab(str(dataset["vocab"])), True, SEQ_LENGTH,
+                                               pairing="separate")
+    from_hub, from_vocab = (tokenizer.pack_counted(tf.constant(first), tf.constant(second))
+                            for tokenizer in (separate_hub, separate_local))
+    assert sorted(from_hub[0]) == sorted(from_vocab[0]) and local_vocab
+    for key in from_vocab[0]:
+        np.testing.assert_array_equal(from_hub[0][key].numpy(), from_vocab[0][key].numpy())
+    np.testing.assert_array_equal(from_hub[1].numpy(), from_vocab[1].numpy())
 
     cased = local_encoders.build_bert_preprocessor(str(dataset["vocab"]), str(tmp_path / "cased"), False, (9,))
     cased_tokenizer = bert_inputs.HubPairTokenizer(cased, 9)

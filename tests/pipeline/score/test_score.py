@@ -22,17 +22,6 @@ from tests.conftest import BAD_ROW_REASONS, FILE_FAULT_REASONS, IMAGE_SIZE, SEQ_
 IN_PROCESS = ["--direct_num_workers=1", "--direct_running_mode=in_memory"]
 
 
-@pytest.fixture(scope="module")
-def model_dir(tiny_bert, tmp_path_factory):
-    import keras
-
-    keras.utils.set_random_seed(3)
-    config = multimodal.ModelConfig(text_encoder=tiny_bert, image_encoder="tiny", image_weights="none",
-                                    projection_dims=16, image_size=IMAGE_SIZE, seq_length=SEQ_LENGTH)
-    return export.export(multimodal.create_model(config), str(tmp_path_factory.mktemp("scored") / "serving"),
-                         tiny_bert, IMAGE_SIZE, SEQ_LENGTH)
-
-
 def score_args(model, csv_path, images, out, *extra):
     return ["--model", str(model), "--csv", str(csv_path), "--images", str(images), "--out", str(out), *extra]
 
@@ -102,6 +91,23 @@ def test_scores_equal_the_serving_signature_and_labels_stay_aligned(scored_mixed
     assert metrics["confusion_matrix"] == confusion.tolist() and summary["labelled_rows"] == len(records)
     assert metrics["accuracy"] == pytest.approx(np.trace(confusion) / len(records))
     assert sum(summary["predicted_counts"].values()) == len(records)
+
+
+def test_an_export_of_the_separate_pairing_scores_as_its_signature(tiny_bert, dataset, tmp_path):
+    """Batch scoring follows the export's pairing: each text is packed alone inside the signature."""
+    import keras
+
+    keras.utils.set_random_seed(4)
+    config = multimodal.ModelConfig(text_encoder=tiny_bert, image_encoder="tiny", image_weights="none", projection_dims=8,
+                                    image_size=IMAGE_SIZE, seq_length=SEQ_LENGTH, text_pairing="separate")
+    model = export.export(multimodal.create_model(config), str(tmp_path / "serving"), tiny_bert, config.shape)
+    out = tmp_path / "scores"
+    assert score.main(score_args(model, dataset["good_csv"], dataset["images"], out, *IN_PROCESS)) == 0
+    records = [rows.parse_row(n, row) for n, row in enumerate(dataset["good_rows"], 1)]
+    found = predictions(out)
+    for record, expected in zip(records, direct_scores(model, dataset, records)):
+        got = np.array([found[record.ids]["probabilities"][name] for name in features.LABELS])
+        assert np.abs(got - expected).max() <= 1e-5
 
 
 def test_unlabelled_rows_and_more_processes_give_the_same_predictions(scored_mixed, model_dir, dataset, tmp_path):
@@ -189,3 +195,25 @@ def test_bad_invocations_fail_with_one_error_line(model_dir, dataset, tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pass --overwrite" in err[0]
     assert score.main(score_args(model_dir, dataset["good_csv"], dataset["images"], out, "--batch-size", "0")) == 2
+
+
+def test_an_empty_batch_and_a_csv_with_nothing_to_score_give_empty_answers(model_dir, dataset, tmp_path):
+    """RunInference may hand the handler 0 pairs; a CSV whose rows are all rejected reaches the
+    model with none. Neither is an error: no predictions, every row accounted for."""
+    from pipeline.score.inference import PairModelHandler
+
+    handler = PairModelHandler(str(model_dir))
+    assert list(handler.run_inference([], handler.load_model())) == []
+
+    path = tmp_path / "all_bad.csv"
+    bad = [row for row in dataset["bad_rows"] if row["id_1"] != dataset["good_rows"][1]["id_1"]]  # No duplicate.
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(features.CSV_COLUMNS))
+        writer.writeheader()
+        writer.writerows(bad)
+    out = tmp_path / "scores"
+    assert score.main(score_args(model_dir, path, dataset["images"], out, *IN_PROCESS)) == 0
+    with open(out / "summary.json", encoding="utf-8") as handle:
+        summary = json.load(handle)
+    assert summary["rows_scored"] == 0 and predictions(out) == {}
+    assert summary["rows_read"] == summary["rows_rejected"] == len(bad) > 0

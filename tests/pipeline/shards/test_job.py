@@ -353,3 +353,16 @@ def test_command_line_errors_are_one_line_and_help_needs_no_tensorflow(dataset, 
     helped = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert helped.returncode == 0 and "--csv CSV" in helped.stdout and helped.stdout.strip().endswith("[]"), helped
     assert helped.stderr == ""
+
+
+def test_a_failing_dofn_is_one_error_line_and_its_traceback_only_with_verbose(dataset, tmp_path):
+    """A DoFn that raises (a full disk, say): one `error:` line, exit 1; Beam's own traceback of
+    it only with --verbose."""
+    argv = [sys.executable, "tests/scripts/failing_shards_job.py", *job_args(dataset, tmp_path / "out", csv_key="good_csv")]
+    user_env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}  # As a user runs it.
+    quiet = subprocess.run(argv, capture_output=True, text=True, env=user_env)
+    assert quiet.returncode == 1 and quiet.stderr.strip().splitlines() == [
+        "error: the job failed, and wrote no metadata.json: RuntimeError: OSError: [Errno 28] No space left on device "
+        "[while running 'BuildShards/Preprocess/ParDo(PreprocessFn)']"], quiet.stderr
+    loud = subprocess.run([*argv, "--verbose", "--overwrite"], capture_output=True, text=True)
+    assert loud.returncode == 1 and "Traceback" in loud.stderr

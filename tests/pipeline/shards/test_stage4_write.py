@@ -10,7 +10,7 @@ import tensorflow as tf
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline import features, launcher
+from pipeline import features, output_folder
 from pipeline.inputs.rows import REJECTED_FILE
 from pipeline.shards import stage4_write as write
 from pipeline.shards.settings import JobSettings
@@ -34,7 +34,7 @@ def test_every_file_exists_holds_its_records_once_and_no_part_is_left(tmp_path, 
         second = pipeline | "Rejected" >> beam.Create(rejected)
         files = (first, second) | write.WriteFiles(settings)
         assert_that(files | beam.Map(len), equal_to([5 + 2 + 2 + 1]), label="every file listed")
-    launcher.delete_temp_dir(settings)  # What the launcher does after the run.
+    output_folder.delete_temp_dir(settings.temp_dir)  # What the launcher does after the run.
     names = sorted(os.listdir(tmp_path))
     shards = [f"{s}-{i:05d}-of-{n:05d}{features.SHARD_SUFFIX}" for s, n in (("test", 2), ("train", 5), ("val", 2)) for i in range(n)]
     assert names == sorted(shards + [REJECTED_FILE])  # No temporary file or folder left.
@@ -57,8 +57,10 @@ def test_a_shard_joined_from_several_gzip_parts_reads_as_one(tmp_path):
         for n in range(100):
             writer.write(b"part %d record %d" % (part, n))
         writer.close()
-        parts.append(writer.path)
+        parts.append(write.PartFile(writer.path, writer.records))
     final = write._join_parts((("train", 1), parts), settings)
-    assert final.endswith("train-00001-of-00004.tfrecord.gz")
-    records = [r.numpy() for r in tf.data.TFRecordDataset(final, compression_type=features.COMPRESSION)]
+    path = os.path.join(tmp_path, final.name)
+    assert final.name == "train-00001-of-00004.tfrecord.gz" and final.records == 300
+    assert final.bytes == os.path.getsize(path)
+    records = [r.numpy() for r in tf.data.TFRecordDataset(path, compression_type=features.COMPRESSION)]
     assert sorted(records) == sorted(b"part %d record %d" % (p, n) for p in range(3) for n in range(100))
