@@ -50,6 +50,19 @@ def first_line(text: str) -> str:
     return next((line.strip() for line in str(text).splitlines() if line.strip()), "")
 
 
+def tf_error_summary(message: str) -> str:
+    """The one informative line of a TF op error: graph errors wrap it in node traces, eager
+    ones end it with `[Op:Name] name:`."""
+    asserted = re.search(r"assertion failed: \[([^\]]+)\]", message)
+    if asserted:
+        return asserted.group(1)
+    for line in message.splitlines():
+        line = re.sub(r"\{\{[^}]*\}\}|\[\[.*?\]\]|\[Op:[^\]]*\]( name:\S*)?", "", line).strip()
+        if line and not line.startswith(("Graph execution error", "Detected at node", "File ", "[")):
+            return line
+    return message.strip()[:200]
+
+
 def report(error: BaseException, status: int = USAGE_STATUS) -> int:
     """Prints `error: <first line>` to stderr and returns `status`, for `return cli.report(error)`."""
     text = first_line(error) or type(error).__name__

@@ -74,7 +74,7 @@ def check(data_dir: str, metadata: dict, full: bool = False) -> list[FileCheck]:
             try:
                 records, digest = _read_fully(path)
             except tf.errors.OpError as error:
-                problem = f"unreadable: {cli.first_line(error.message)}"
+                problem = f"unreadable: {cli.tf_error_summary(error.message)}"
             else:
                 if recorded.get("records") not in (None, records):
                     problem = f"{records:,} records, metadata.json says {recorded['records']:,}"

@@ -17,7 +17,6 @@ import collections
 import concurrent.futures
 import functools
 import os
-import re
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -25,6 +24,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
+from pipeline import cli
 from pipeline.inputs import rows
 
 REJECTED = "rejected"
@@ -36,21 +36,9 @@ def shared_pool(threads: int) -> concurrent.futures.ThreadPoolExecutor:
     return concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="images")
 
 
-def tf_error_summary(message: str) -> str:
-    """The one informative line of a TF op error (graph errors wrap it in node traces)."""
-    asserted = re.search(r"assertion failed: \[([^\]]+)\]", message)
-    if asserted:
-        return asserted.group(1)
-    for line in message.splitlines():
-        line = re.sub(r"\{\{[^}]*\}\}|\[\[.*?\]\]|\[Op:[^\]]*\]", "", line).strip()
-        if line and not line.startswith(("Graph execution error", "Detected at node", "File ", "[")):
-            return line
-    return message.strip()[:200]
-
-
 def undecodable(name: str, error) -> rows.RowError:
     """The row's error for a TF decode (or header) op that refused an image's bytes."""
-    return rows.RowError("undecodable_image", f"{name}: {tf_error_summary(error.message)}")
+    return rows.RowError("undecodable_image", f"{name}: {cli.tf_error_summary(error.message)}")
 
 
 class ImageFiles:
