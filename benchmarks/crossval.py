@@ -96,8 +96,7 @@ def probe(shards: str, cache: str, folds: int) -> list[float]:
     else:  # As the head sees a separate pair: [u, v, |u - v|, u * v].
         u, v = outputs["text_1_features"], outputs["text_2_features"]
         vectors = np.concatenate([u, v, np.abs(u - v), u * v], axis=1)
-    with open(os.path.join(shards, features.METADATA_FILE)) as handle:
-        splits = json.load(handle)["splits"]
+    splits = features.read_metadata(shards)["splits"]
     scores = []
     for roles in cv.fold_roles(list(zip(keys, labels.tolist())), folds, splits["seed"], splits["val_fraction"]):
         fitted = np.array([roles[key] != "test" for key in keys])
@@ -124,12 +123,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", nargs="*", metavar="NAME=PAIRING:FLAGS",
                         help="other runs than the default table, e.g. 'lr 3e-3=separate:--learning-rate 3e-3'")
     args = parser.parse_args(argv)
+    if sum(map(bool, (args.grid, args.runs, args.probe_only))) > 1:
+        parser.error("--grid, --runs and --probe-only each choose the runs: give one")
+    if args.folds < 2:
+        parser.error("--folds must be at least 2")
     runs = dict(GRID if args.grid else RUNS)
     if args.runs:
         runs = {}
         for run in args.runs:
             name, _, spec = run.partition("=")
             pairing, _, flags = spec.partition(":")
+            if pairing not in ("joint", "separate"):
+                parser.error(f"--runs {run!r}: the pairing after '=' must be joint or separate")
             runs[name] = (pairing, flags.split())
     shards = prepare(args.root, args.encoder, args.pairs, args.seq_length)
     if args.probe_only:

@@ -12,19 +12,23 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline import metrics
+from pipeline.features import LABELS
+
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def fit(features: np.ndarray, labels: np.ndarray, classes: int = 3, c: float = 1.0, tolerance: float = 1e-5,
+def fit(features: np.ndarray, labels: np.ndarray, c: float = 1.0, tolerance: float = 1e-5,
         max_steps: int = 20000) -> tuple[np.ndarray, np.ndarray]:
     """(W [D, K], b [K]) minimising the objective above; raises if it has not converged."""
     features = np.asarray(features, np.float64)
     labels = np.asarray(labels, np.int64)
-    counts = np.bincount(labels, minlength=classes).astype(float)
-    weights = np.where(counts[labels] > 0, len(labels) / (classes * np.maximum(counts[labels], 1)), 0.0)
+    classes = len(LABELS)
+    balanced = metrics.class_weights(dict(enumerate(np.bincount(labels, minlength=classes).tolist())))
+    weights = np.array([balanced[name] for name in LABELS])[labels]  # The trainer's weighted-ce weights.
     onehot = np.eye(classes)[labels]
     w, b = np.zeros((features.shape[1], classes)), np.zeros(classes)
     moments = [np.zeros_like(w), np.zeros_like(b), np.zeros_like(w), np.zeros_like(b)]

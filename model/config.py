@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 
 from pipeline import features
+from pipeline.features import TEXT_POOLINGS
 
-TEXT_POOLINGS = ("cls", "mean")
 MODES = ("multimodal", "text", "image")
 FUSIONS = ("concat", "cross-attention")
 HEADS = ("projection", "linear")

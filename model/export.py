@@ -48,12 +48,13 @@ class ServingModule(tf.Module):
     def checked_inputs(self, text_1, text_2, image_1, image_2):
         """Raw pair batch → (the model's input dict, per-input (reason, message) string tensors
         [B, 4] in the order of `features.RAW_KEYS`; "" where the input is usable)."""
-        reasons, messages = [], []
+        reasons, messages, valid_texts = [], [], []
         for text in (text_1, text_2):
-            status = texts.text_status(text)
+            valid_text, status = texts.check_texts(text)
+            valid_texts.append(valid_text)
             reasons.append(tf.gather(texts.STATUS_REASONS, status))
             messages.append(tf.gather(texts.STATUS_MESSAGES, status))
-        inputs = dict(self.tokenizer(texts.as_valid_utf8(text_1), texts.as_valid_utf8(text_2)))
+        inputs = dict(self.tokenizer(*valid_texts))
         for key, data in zip(features.IMAGE_KEYS, (image_1, image_2)):
             inputs[key], status = images.decode_images(data, self._image_size, self._max_pixels)
             reasons.append(tf.gather(images.STATUS_REASONS, status))

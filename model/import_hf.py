@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         report = import_checkpoint(args.checkpoint, args.out)
     except (ValueError, FileNotFoundError, KeyError) as error:
         text = str(error).strip("'\"") if not isinstance(error, KeyError) else f"config.json lacks {error}"
-        print(f"error: {text.splitlines()[0] if text else type(error).__name__}", file=sys.stderr)
+        print(f"error: {cli.first_line(text) or type(error).__name__}", file=sys.stderr)
         return 2
     shape = report["shape"]
     print(f"imported {', '.join(report['architectures'] or ['a BERT checkpoint'])}: {shape['layers']} layers, "

@@ -55,6 +55,7 @@ TEXT_KEYS = ("text_1", "text_2")
 IMAGE_KEYS = ("image_1", "image_2")
 TOKEN_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
 TEXT_PAIRINGS = ("joint", "separate")
+TEXT_POOLINGS = ("cls", "mean")  # Of each text's token vectors: its [CLS] vector, or the masked mean.
 # One text's BERT inputs in the `separate` pairing (the segment ids are all 0, so not stored).
 SINGLE_TEXT_KEYS = TOKEN_KEYS[:2]
 LABEL_KEY = "label"

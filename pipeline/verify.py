@@ -3,8 +3,8 @@
 A shard damaged after the job (bit rot, a half-finished `gsutil cp`) would otherwise surface
 hours into training as a `DataLossError` that names no file. metadata.json records each file's
 size, record count and SHA-256 (`stage4_write.WrittenFile`), so this checks every file it
-lists: present and of its recorded size (one listing, fast: what the trainer checks before it
-starts); with `--full`, also every record read (TFRecord checks each record's CRC, GZIP its
+lists: present and of its recorded size (one `stat` per file, no file read: what the trainer
+checks before it starts); with `--full`, also every record read (TFRecord checks each record's CRC, GZIP its
 stream), counted, and the SHA-256 recomputed. It prints a table and exits 1 naming the bad
 files; the way out is to rebuild the shards. Shards written before the sizes were recorded
 can only be checked with `--full` (records read, nothing to compare the counts with).
@@ -43,29 +43,32 @@ def _read_fully(path: str) -> tuple[int, str]:
     """(records, SHA-256) of a file: TFRecords through TF's reader, which checks every record."""
     import tensorflow as tf
 
-    digest = hashlib.sha256()
+    digest, lines = hashlib.sha256(), 0
     with tf.io.gfile.GFile(path, "rb") as handle:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
-    if path.endswith(features.SHARD_SUFFIX):
-        records = sum(1 for _ in tf.data.TFRecordDataset(path, compression_type=features.COMPRESSION))
-    else:
-        with tf.io.gfile.GFile(path, "rb") as handle:
-            records = sum(1 for _ in handle)
-    return records, digest.hexdigest()
+            lines += chunk.count(b"\n")
+    if path.endswith(features.SHARD_SUFFIX):  # A second read, through TF's reader: it checks each record's CRC.
+        return sum(1 for _ in tf.data.TFRecordDataset(path, compression_type=features.COMPRESSION)), digest.hexdigest()
+    return lines, digest.hexdigest()  # rejected.jsonl: one record per line.
 
 
 def check(data_dir: str, metadata: dict, full: bool = False) -> list[FileCheck]:
-    """Every recorded file's verdict: sizes only, or (`full`) every record and the digest too."""
+    """Every recorded file's verdict: sizes only, or (`full`) every record and the digest too.
+    A file that cannot be looked at for another reason than its absence (no permission, no
+    network) is a ValueError: the folder, not the file, is what is wrong then."""
     import tensorflow as tf
 
     checks = []
     for name, recorded in sorted(recorded_files(data_dir, metadata).items()):
-        path = os.path.join(data_dir, name) if "://" not in data_dir else f"{data_dir.rstrip('/')}/{name}"
-        if not tf.io.gfile.exists(path):
+        path = os.path.join(data_dir, name)
+        try:
+            size = tf.io.gfile.stat(path).length
+        except tf.errors.NotFoundError:
             checks.append(FileCheck(name, recorded.get("bytes"), None, "missing"))
             continue
-        size = tf.io.gfile.stat(path).length
+        except tf.errors.OpError as error:
+            raise ValueError(f"cannot look at {path}: {cli.tf_error_summary(error.message)}") from None
         if recorded.get("bytes") not in (None, size):
             checks.append(FileCheck(name, recorded["bytes"], size, f"{size:,} bytes, metadata.json says {recorded['bytes']:,}"))
             continue
@@ -86,7 +89,7 @@ def check(data_dir: str, metadata: dict, full: bool = False) -> list[FileCheck]:
 
 def damage_line(data_dir: str, bad: list[FileCheck]) -> str:
     """One line naming the damaged files and what to do."""
-    named = "; ".join(f"{check.name} ({check.problem})" for check in bad[:3]) + (" ..." if len(bad) > 3 else "")
+    named = "; ".join(f"{item.name} ({item.problem})" for item in bad[:3]) + (" ..." if len(bad) > 3 else "")
     return (f"{len(bad)} damaged file{'s' * (len(bad) != 1)} in {data_dir}: {named}. Check them with "
             f"`python -m pipeline.verify {data_dir} --full`, then rebuild the shards (python -m pipeline.shards "
             "... --overwrite) or copy them again")

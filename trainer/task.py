@@ -227,7 +227,7 @@ def evaluate(predictors: dict, fit_model) -> dict:
     predicted = [index for index, column in enumerate(zip(*results["val"]["confusion_matrix"])) if sum(column)]
     if len(predicted) == 1 and results["val"]["examples"] > 1:
         print(f"warning: the model predicts {features.LABELS[predicted[0]]} for every validation pair: it has "
-              "collapsed onto one class (try --loss weighted-ce or focal, or more epochs)")
+              "collapsed onto one class (train with --loss weighted-ce, the default, and more epochs)")
     return results
 
 

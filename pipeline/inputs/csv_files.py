@@ -13,7 +13,7 @@ import os
 import shutil
 
 from pipeline import features
-from pipeline.cli import UsageError
+from pipeline.cli import UsageError, first_line
 
 
 def fetch_csv(url: str, out_dir: str) -> str:
@@ -47,7 +47,7 @@ def match_csv(pattern: str) -> list[str]:
     try:
         matched = sorted(m.path for result in FileSystems.match([pattern]) for m in result.metadata_list)
     except Exception as error:  # noqa: BLE001  Each file system reports a bad path its own way.
-        raise UsageError(f"cannot list --csv {pattern}: {str(error).splitlines()[0]}") from None
+        raise UsageError(f"cannot list --csv {pattern}: {first_line(error) or type(error).__name__}") from None
     if not matched:
         raise UsageError(f"--csv {pattern} {'matches no files' if any(c in pattern for c in '*?[') else 'does not exist'}")
     return matched
@@ -61,7 +61,7 @@ def inspect_csv(path: str, only_file: bool, columns=features.CSV_COLUMNS) -> Non
         with FileSystems.open(path) as raw:
             head = raw.read(1 << 20)
     except Exception as error:  # noqa: BLE001  Missing, unreadable, or not gzip despite the name.
-        raise UsageError(f"cannot read --csv {path}: {str(error).splitlines()[0]}") from None
+        raise UsageError(f"cannot read --csv {path}: {first_line(error) or type(error).__name__}") from None
     reader = csv.reader(io.StringIO(head.decode("utf-8-sig", errors="replace"), newline=""))
     try:
         header = next(reader, None)

@@ -11,13 +11,14 @@ exported model carries it (vocabulary included) and serving tokenizes as the job
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from typing import Sequence
 
 import tensorflow as tf
 
-from pipeline import features
+from pipeline import cli, features
 from pipeline.preprocess import ENCODER_REPORT_FILE, TOKENIZER_OPS
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -63,7 +64,10 @@ def encoder_pooling(handle: str) -> str | None:
     if not tf.io.gfile.exists(path):
         return None
     with tf.io.gfile.GFile(path) as handle_file:
-        return json.load(handle_file).get("recommended_text_pooling")
+        pooling = json.load(handle_file).get("recommended_text_pooling")
+    if pooling not in (None, *features.TEXT_POOLINGS):
+        raise ValueError(f"{path} recommends the text pooling {pooling!r}, not one of {', '.join(features.TEXT_POOLINGS)}")
+    return pooling
 
 
 def packing_ids(vocab: Sequence[str]) -> tuple[int, int, int]:
@@ -123,16 +127,15 @@ def pack_segments(segments, seq_length: int, ids: tuple[int, int, int]) -> dict[
     }
 
 
-def pack_each(segments, seq_length: int, ids: tuple[int, int, int]) -> dict[str, tf.Tensor]:
-    """Token-id segments (ragged [B, (tokens)] each) → each packed alone as `[CLS] text [SEP]`.
-
-    The `separate` pairing's inputs: each text cut to `seq_length - 2` tokens, wrapped and
-    padded; int32 [B, seq_length] per key of `features.token_keys("separate")`.
-    """
+def pack_each(segments, pack_one) -> dict[str, tf.Tensor]:
+    """Token-id segments (one per text) → each packed alone as `[CLS] text [SEP]` by
+    `pack_one([segment])` (this module's `pack_segments`, or a Hub preprocessor's
+    `bert_pack_inputs`): the `separate` pairing's inputs, int32 [B, seq_length] per key of
+    `features.token_keys("separate")`."""
     inputs = {}
     for text, segment in zip(features.TEXT_KEYS, segments, strict=True):
-        packed = pack_segments([segment], seq_length, ids)
-        inputs.update({f"{text}_{key}": packed[key] for key in features.SINGLE_TEXT_KEYS})
+        packed = pack_one([segment])
+        inputs.update({f"{text}_{key}": tf.cast(packed[key], tf.int32) for key in features.SINGLE_TEXT_KEYS})
     return inputs
 
 
@@ -145,7 +148,7 @@ def longest_text_lengths(segments) -> tf.Tensor:
 def pack(segments, seq_length: int, ids: tuple[int, int, int], pairing: str) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
     """The pair's BERT inputs in `pairing`, and each pair's length before truncation."""
     if pairing == "separate":
-        return pack_each(segments, seq_length, ids), longest_text_lengths(segments)
+        return pack_each(segments, lambda one: pack_segments(one, seq_length, ids)), longest_text_lengths(segments)
     return pack_segments(segments, seq_length, ids), pair_lengths(segments)
 
 
@@ -231,7 +234,8 @@ class HubPairTokenizer(tf.Module):
         try:
             self(tf.constant(["a"]), tf.constant(["b"]))
         except (ValueError, TypeError) as error:
-            raise ValueError(f"{handle} cannot pack BERT inputs of length {seq_length}: {str(error).splitlines()[0]}") from None
+            reason = cli.first_line(error) or type(error).__name__
+            raise ValueError(f"{handle} cannot pack BERT inputs of length {seq_length}: {reason}") from None
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)] * 2, autograph=False)
     def __call__(self, text_1: tf.Tensor, text_2: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -239,15 +243,12 @@ class HubPairTokenizer(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)] * 2, autograph=False)
     def pack_counted(self, text_1: tf.Tensor, text_2: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        """`__call__`'s BERT inputs, and each pair's length before truncation (`pair_lengths`)."""
+        """`__call__`'s BERT inputs, and each pair's length before truncation (as `pack` gives them)."""
         segments = [self._preprocessor.tokenize(text_1), self._preprocessor.tokenize(text_2)]
         # The model's tokenize gives [B, words, pieces]; a pair's length counts the pieces.
         flat = [segment.merge_dims(-2, -1) if segment.ragged_rank > 1 else segment for segment in segments]
         if self.pairing == "separate":
-            inputs = {}
-            for text, segment in zip(features.TEXT_KEYS, segments):
-                packed = self._preprocessor.bert_pack_inputs([segment], seq_length=self.seq_length)
-                inputs.update({f"{text}_{key}": tf.cast(packed[key], tf.int32) for key in features.SINGLE_TEXT_KEYS})
-            return inputs, longest_text_lengths(flat)
+            pack_one = functools.partial(self._preprocessor.bert_pack_inputs, seq_length=self.seq_length)
+            return pack_each(segments, pack_one), longest_text_lengths(flat)
         packed = self._preprocessor.bert_pack_inputs(segments, seq_length=self.seq_length)
         return {key: tf.cast(packed[key], tf.int32) for key in packed}, pair_lengths(flat)

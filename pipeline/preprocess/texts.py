@@ -2,9 +2,10 @@
 
 The shards job rejects a row whose text is empty or only whitespace (`empty_text`, by Python's
 `str.strip`) or whose bytes are not UTF-8 or hold a NUL (`bad_encoding`, by the CSV reader).
-`text_status` says the same of a batch of texts inside a TF graph, with Python's own set of
+`check_texts` says the same of a batch of texts inside a TF graph, with Python's own set of
 whitespace characters, so a pair the job would have rejected is marked invalid by serving for
-the same reason.
+the same reason; it also returns the texts with invalid bytes replaced, so that the tokenizer
+never sees them.
 """
 
 from __future__ import annotations
@@ -21,16 +22,12 @@ _WHITESPACE = "".join(f"\\x{{{code:x}}}" for code in range(sys.maxunicode + 1) i
 _ONLY_WHITESPACE = f"[{_WHITESPACE}]*"
 
 
-def text_status(texts: tf.Tensor) -> tf.Tensor:
-    """TEXT_OK, EMPTY_TEXT or BAD_ENCODING for each text of a batch [B]; int32 [B]."""
+def check_texts(texts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(the texts with invalid bytes replaced by U+FFFD, string [B]; TEXT_OK, EMPTY_TEXT or
+    BAD_ENCODING for each, int32 [B]) of a batch of texts [B]."""
     texts = tf.convert_to_tensor(texts, tf.string)
     transcoded = tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
     # Invalid bytes come back replaced, so the text changes; a NUL byte is valid UTF-8 but not text.
     bad = tf.not_equal(transcoded, texts) | tf.strings.regex_full_match(texts, "(?s).*\\x00.*")
     empty = tf.strings.regex_full_match(transcoded, _ONLY_WHITESPACE)
-    return tf.where(bad, BAD_ENCODING, tf.where(empty, EMPTY_TEXT, TEXT_OK))
-
-
-def as_valid_utf8(texts: tf.Tensor) -> tf.Tensor:
-    """The texts with invalid bytes replaced (U+FFFD), so that the tokenizer never sees them."""
-    return tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
+    return transcoded, tf.where(bad, BAD_ENCODING, tf.where(empty, EMPTY_TEXT, TEXT_OK))

@@ -23,7 +23,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from pipeline import features, metrics
-from pipeline.cli import Progress
+from pipeline.cli import Progress, first_line
 from pipeline.inputs import image_files, rows
 from pipeline.score.command import PREDICTIONS, SUMMARY_FILE, ScoreSettings
 from pipeline.score.inference import Pair, PairModelHandler
@@ -126,7 +126,7 @@ class FormatFn(beam.DoFn):
 def _dead_letter(item) -> list[rows.Rejection]:
     """A batch RunInference could not score (the model call raised) → one rejection per row."""
     batch, error = item
-    message = f"the model failed on this row's batch: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    message = f"the model failed on this row's batch: {type(error).__name__}: {first_line(error)}"
     return [rows.Rejection.of(record, "inference_failed", message) for record, _ in batch]
 
 

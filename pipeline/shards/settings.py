@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 from pipeline import features
-from pipeline.cli import NOT_A_FLAG, UsageError
+from pipeline.cli import NOT_A_FLAG, UsageError, first_line
 from pipeline.launcher import BeamJobSettings
 
 DEFAULT_PREPROCESS_HANDLE = "https://tfhub.dev/tensorflow/bert_en_uncased_preprocess/3"
@@ -103,8 +103,8 @@ class JobSettings(BeamJobSettings):
             raise ValueError(f"--seq-length must be at least 5, got {self.seq_length}")
         if self.text_pairing not in features.TEXT_PAIRINGS:
             raise ValueError(f"--text-pairing must be one of {', '.join(features.TEXT_PAIRINGS)}, not {self.text_pairing!r}")
-        if self.text_pooling not in ("", "cls", "mean"):
-            raise ValueError(f"--text-pooling must be cls or mean, not {self.text_pooling!r}")
+        if self.text_pooling not in ("", *features.TEXT_POOLINGS):
+            raise ValueError(f"--text-pooling must be one of {', '.join(features.TEXT_POOLINGS)}, not {self.text_pooling!r}")
         if not (0 <= self.test_fraction < 1 and 0 <= self.val_fraction < 1):
             raise ValueError("--test-fraction and --val-fraction must be in [0, 1)")
         if self.train_shards < 1 or self.eval_shards < 1:
@@ -138,5 +138,5 @@ def load_tokenizer(settings: JobSettings) -> JobSettings:
         handle = settings.text_encoder or ("" if settings.vocab else settings.preprocess_handle)
         remote = handle.startswith(("http://", "https://"))
         hint = " (no network? pass --text-encoder or --vocab with a local copy)" if remote else ""
-        raise UsageError(f"cannot load the tokenizer: {str(error).splitlines()[0]}{hint}") from None
+        raise UsageError(f"cannot load the tokenizer: {first_line(error) or type(error).__name__}{hint}") from None
     return dataclasses.replace(settings, tokenizer=source, vocab_fingerprint=fingerprint, text_pooling=pooling)

@@ -163,7 +163,9 @@ def _write_spilled(item, settings: JobSettings):
 
 def _join_parts(item, settings: JobSettings) -> WrittenFile:
     """A destination's temporary files → its final file (renamed when there is only one), with
-    its size, record count and SHA-256, taken from the bytes as they are joined."""
+    its size, record count and SHA-256: taken from the bytes as they are joined, or, for a
+    renamed file, from one read of it. TF's record writer does not hand out the bytes it
+    writes (framing, CRCs, GZIP), so there is no cheaper moment to hash them."""
     (split, index), parts = item
     parts = sorted(parts)
     name = file_name(settings, split, index)

@@ -7,8 +7,7 @@ import json
 
 import pytest
 
-from pipeline import cli
-from pipeline.shards import stage2_split
+from pipeline import cli, features
 from trainer import crossval
 
 
@@ -30,7 +29,7 @@ def test_folds_are_stratified_deterministic_and_test_every_pair_once():
     # The shards' own order: fold 0 tests the pairs that the split rule puts first in each label.
     for label, count in enumerate((23, 21, 240)):
         keys = [key for key, pair_label in pairs if pair_label == label]
-        ordered = sorted(keys, key=lambda key: (stage2_split.stable_hash(key, 3), key))
+        ordered = sorted(keys, key=lambda key: (features.stable_hash(key, 3), key))
         assert [key for key in ordered if roles[0][key] == "test"] == ordered[::5]
 
 

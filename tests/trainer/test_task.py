@@ -400,7 +400,7 @@ def test_a_model_that_predicts_one_class_for_every_validation_pair_is_called_col
     task.evaluate({"val": Constant(), "test": Constant()}, None)
     warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
     assert warnings == ["warning: the model predicts NoEntailment for every validation pair: it has collapsed onto one "
-                        "class (try --loss weighted-ce or focal, or more epochs)"]
+                        "class (train with --loss weighted-ce, the default, and more epochs)"]
 
 
 def test_a_damaged_shard_stops_the_trainer_with_one_line_naming_it(shards, tiny_bert, tmp_path):

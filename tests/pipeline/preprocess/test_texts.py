@@ -28,7 +28,9 @@ def test_empty_and_undecodable_texts_get_the_jobs_reasons_eagerly_and_in_a_datas
     samples += [char.encode() for char in whitespace]
     expected = [job_verdict(sample) for sample in samples]
     assert {"", "empty_text", "bad_encoding"} == set(expected)
-    eager = texts.text_status(tf.constant(samples)).numpy()
-    mapped = next(iter(tf.data.Dataset.from_tensors(tf.constant(samples)).map(texts.text_status))).numpy()
+    eager = texts.check_texts(tf.constant(samples))[1].numpy()
+    mapped = next(iter(tf.data.Dataset.from_tensors(tf.constant(samples)).map(lambda batch: texts.check_texts(batch)[1]))).numpy()
     assert eager.tolist() == mapped.tolist()
     assert [texts.STATUS_REASONS[status] for status in eager] == expected
+    valid = texts.check_texts(tf.constant([b"caf\xe9", b"ok"]))[0].numpy()  # What the tokenizer gets.
+    assert [text.decode("utf-8") for text in valid] == ["caf\ufffd", "ok"]
