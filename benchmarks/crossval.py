@@ -84,6 +84,7 @@ def probe(shards: str, cache: str, folds: int) -> list[float]:
     import numpy as np
 
     from benchmarks import linear_probe
+    from model import multimodal
     from pipeline import features, metrics
     from trainer import crossval as cv
     from trainer import embedding_cache
@@ -91,11 +92,7 @@ def probe(shards: str, cache: str, folds: int) -> list[float]:
     (folder,) = [path for path in (os.path.join(cache, name) for name in os.listdir(cache))
                  if os.path.exists(os.path.join(path, embedding_cache.COMPLETE_FILE))]
     keys, labels, outputs = embedding_cache.stored_outputs(folder)
-    if "text_features" in outputs:
-        vectors = outputs["text_features"]
-    else:  # As the head sees a separate pair: [u, v, |u - v|, u * v].
-        u, v = outputs["text_1_features"], outputs["text_2_features"]
-        vectors = np.concatenate([u, v, np.abs(u - v), u * v], axis=1)
+    vectors = np.asarray(multimodal.text_pair_features(outputs))  # The text features the head sees.
     splits = features.read_metadata(shards)["splits"]
     scores = []
     for roles in cv.fold_roles(list(zip(keys, labels.tolist())), folds, splits["seed"], splits["val_fraction"]):

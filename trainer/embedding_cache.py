@@ -172,19 +172,6 @@ class EmbeddingCache:
         return written
 
     # --- Reading --------------------------------------------------------------------------
-    def _parse(self, keep_ids: bool):
-        spec = {features.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64), "ids": tf.io.FixedLenFeature([2], tf.int64),
-                **{key: tf.io.FixedLenFeature([], tf.string) for key in self.shapes}}
-
-        def parse(serialized):
-            parsed = tf.io.parse_single_example(serialized, spec)
-            stored = {key: tf.cast(tf.reshape(tf.io.decode_raw(parsed[key], STORED_DTYPE), shape), tf.float32)
-                      for key, shape in self.shapes.items()}
-            label = parsed[features.LABEL_KEY]
-            return (stored, label, parsed["ids"]) if keep_ids else (stored, label)
-
-        return parse
-
     def examples(self, split: str, keep_ids: bool = False) -> tf.data.Dataset:
         """The split's cached (outputs, label[, ids]) examples, unbatched, in file order."""
         return self.dataset(split, None, training=False, keep_ids=keep_ids)
@@ -196,14 +183,9 @@ class EmbeddingCache:
               input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
         """Like `reader.ShardSource.pairs`: every split's (encoder outputs, label, pair key)."""
         files = [path for split in features.SPLITS for path in self._files(split)]
-        parse = self._parse(keep_ids=True)
-
-        def keyed(serialized):
-            stored, label, ids = parse(serialized)
-            return stored, label, tf.strings.join([tf.strings.as_string(ids[0]), tf.strings.as_string(ids[1])], "-")
-
         return reader.read_records(files, training, seed, input_context).map(
-            keyed, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training or seed is not None)
+            _parser(self.shapes, "key"), num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=not training or seed is not None)
 
     def labelled_pairs(self) -> list[tuple[str, int]]:
         """(pair key, label) of every cached example of every split."""
@@ -215,7 +197,8 @@ class EmbeddingCache:
         files = self._files(split)
         deterministic = not training or seed is not None
         dataset = reader.read_records(files, training, seed, input_context).map(
-            self._parse(keep_ids), num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+            _parser(self.shapes, "ids" if keep_ids else None), num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=deterministic)
         if batch_size:
             dataset = dataset.batch(batch_size, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE)
         return dataset.prefetch(tf.data.AUTOTUNE)
@@ -226,16 +209,32 @@ def stored_outputs(folder: str) -> tuple[list[str], np.ndarray, dict[str, np.nda
     output stacked [N, ...]); for benchmarks and anyone who wants the frozen features."""
     with tf.io.gfile.GFile(os.path.join(folder, COMPLETE_FILE)) as handle:
         shapes = {key: tuple(shape) for key, shape in json.load(handle)["shapes"].items()}
+    files = sorted(tf.io.gfile.glob(os.path.join(folder, "*.tfrecord")))
+    keys, labels, outputs = [], [], {key: [] for key in shapes}
+    for stored, label, key in tf.data.TFRecordDataset(files).map(_parser(shapes, "key")).as_numpy_iterator():
+        keys.append(key.decode())
+        labels.append(int(label))
+        for name, value in stored.items():
+            outputs[name].append(value)
+    return keys, np.array(labels), {key: np.stack(values) for key, values in outputs.items()}
+
+
+def _parser(shapes: dict[str, tuple], pair: str | None):
+    """A stored example → (encoder outputs, label), and with `pair` "ids" its ids int64 [2], with
+    "key" its pair key "id_1-id_2" (as `reader.ShardSource.pairs` gives it)."""
     spec = {features.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64), "ids": tf.io.FixedLenFeature([2], tf.int64),
             **{key: tf.io.FixedLenFeature([], tf.string) for key in shapes}}
-    keys, labels, outputs = [], [], {key: [] for key in shapes}
-    for serialized in tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(os.path.join(folder, "*.tfrecord")))):
-        example = tf.io.parse_single_example(serialized, spec)
-        keys.append("-".join(str(int(value)) for value in example["ids"].numpy()))
-        labels.append(int(example[features.LABEL_KEY]))
-        for key, shape in shapes.items():
-            outputs[key].append(np.frombuffer(example[key].numpy(), STORED_DTYPE).reshape(shape))
-    return keys, np.array(labels), {key: np.stack(values) for key, values in outputs.items()}
+
+    def parse(serialized):
+        parsed = tf.io.parse_single_example(serialized, spec)
+        stored = {key: tf.cast(tf.reshape(tf.io.decode_raw(parsed[key], STORED_DTYPE), shape), tf.float32)
+                  for key, shape in shapes.items()}
+        label, ids = parsed[features.LABEL_KEY], parsed["ids"]
+        if pair == "key":
+            return stored, label, tf.strings.join([tf.strings.as_string(ids[0]), tf.strings.as_string(ids[1])], "-")
+        return (stored, label, ids) if pair == "ids" else (stored, label)
+
+    return parse
 
 
 def _int64s(values) -> tf.train.Feature:
